@@ -1,0 +1,280 @@
+"""ONNX Runtime backend: the CPU default everywhere, CUDA/TensorRT execution providers when present."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import BackendError, BackendUnavailableError, DependencyMissingError, EdgemmError
+from ..onnx_graph import ELEMENT_TYPES, TensorSpec
+from .base import Backend, check_inputs
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+__all__ = [
+    "PROVIDER_PREFERENCE",
+    "OrtBackend",
+    "OrtOptions",
+    "available_providers",
+    "choose_providers",
+]
+
+PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+"""Providers edgemm uses, best first. Others that a build may list (Azure, ...) are ignored."""
+
+_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+_GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """How ONNX Runtime sessions are made.
+
+    Attributes:
+        providers: execution providers in order of preference ("tensorrt", "cuda", "cpu" or the
+            full ONNX Runtime names). None: every available one of :data:`PROVIDER_PREFERENCE`.
+            A provider asked for by name that this onnxruntime lacks is an error, never skipped.
+        intra_op_threads: threads inside one operator; 0 lets ONNX Runtime choose (one per core).
+        inter_op_threads: threads across independent operators; 0 lets ONNX Runtime choose.
+        graph_optimization: ONNX Runtime's graph optimization level.
+        trt_cache_dir: where the TensorRT execution provider caches engines and timing data
+            (None: no cache, engines are rebuilt at every start).
+        log_severity: ONNX Runtime's log level (0 verbose ... 4 fatal).
+    """
+
+    providers: tuple[str, ...] | None = None
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
+    trt_cache_dir: str | None = None
+    log_severity: int = 3
+
+    def __post_init__(self) -> None:
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise BackendError(
+                f"thread counts must be >= 0 (0 = automatic), got intra={self.intra_op_threads}, inter={self.inter_op_threads}"
+            )
+        if self.graph_optimization not in ("disabled", "basic", "extended", "all"):
+            raise BackendError(
+                f"graph_optimization must be one of disabled, basic, extended, all; got {self.graph_optimization!r}"
+            )
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise DependencyMissingError(
+            "onnxruntime", "running ONNX graphs", "pip install onnxruntime (or onnxruntime-gpu on an NVIDIA GPU machine)"
+        ) from exc
+    return onnxruntime
+
+
+def available_providers() -> tuple[str, ...]:
+    """The execution providers this onnxruntime build offers that edgemm can use, best first."""
+    have = set(_ort().get_available_providers())
+    return tuple(p for p in PROVIDER_PREFERENCE if p in have)
+
+
+def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
+    """Resolves the providers to ask ONNX Runtime for.
+
+    Args:
+        requested: provider names or aliases in order of preference, or None for the best available.
+        available: what this onnxruntime build offers (see :func:`available_providers`).
+
+    Raises:
+        BackendUnavailableError: a requested provider is unknown or not available.
+    """
+    if requested is None:
+        chosen = tuple(p for p in PROVIDER_PREFERENCE if p in available)
+        if not chosen:
+            raise BackendUnavailableError(f"onnxruntime offers none of {list(PROVIDER_PREFERENCE)}; it has {list(available)}")
+        return chosen
+    if not requested:
+        raise BackendUnavailableError("providers: expected at least one execution provider, got an empty list")
+    resolved = []
+    for name in requested:
+        full = _ALIASES.get(name.lower(), name)
+        if full not in PROVIDER_PREFERENCE:
+            raise BackendUnavailableError(
+                f"unknown execution provider {name!r}; expected one of {sorted(_ALIASES)} or {list(PROVIDER_PREFERENCE)}"
+            )
+        if full not in available:
+            hint = " (install onnxruntime-gpu, or use the tensorrt backend)" if full in _GPU_PROVIDERS else ""
+            raise BackendUnavailableError(
+                f"execution provider {full} was requested but this onnxruntime offers only {list(available)}{hint}"
+            )
+        if full not in resolved:
+            resolved.append(full)
+    return tuple(resolved)
+
+
+def _spec_from_node_arg(arg: Any) -> TensorSpec:
+    # NodeArg.type is e.g. "tensor(float)"; map it to the names the manifest uses.
+    ort_type = str(arg.type)
+    inner = ort_type[len("tensor(") : -1] if ort_type.startswith("tensor(") else ort_type
+    dtype = {
+        "float": "float32",
+        "double": "float64",
+        "float16": "float16",
+        "bfloat16": "bfloat16",
+    }.get(inner, inner)
+    if dtype not in ELEMENT_TYPES.values():
+        dtype = inner
+    shape = tuple(d if isinstance(d, int) else (d or "?") for d in (arg.shape or ()))
+    return TensorSpec(name=arg.name, dtype=dtype, shape=shape)
+
+
+class OrtBackend(Backend):
+    """Runs one ONNX graph with ONNX Runtime.
+
+    Example::
+
+        backend = OrtBackend("pack/caption/encoder.onnx", OrtOptions(providers=("cpu",)))
+        out = backend.run({"pixel_values": pixels})
+    """
+
+    def __init__(self, path: str | os.PathLike[str], options: OrtOptions | None = None) -> None:
+        ort = _ort()
+        self.options = options or OrtOptions()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BackendError(f"ONNX graph {self.path}: expected a file, found nothing")
+        providers = choose_providers(self.options.providers, available_providers())
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = self.options.intra_op_threads
+        session_options.inter_op_num_threads = self.options.inter_op_threads
+        session_options.log_severity_level = self.options.log_severity
+        session_options.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.options.graph_optimization]
+        provider_args: list[Any] = []
+        for provider in providers:
+            if provider == "TensorrtExecutionProvider" and self.options.trt_cache_dir:
+                cache = str(self.options.trt_cache_dir)
+                provider_args.append(
+                    (
+                        provider,
+                        {
+                            "trt_engine_cache_enable": "True",
+                            "trt_engine_cache_path": cache,
+                            "trt_timing_cache_enable": "True",
+                            "trt_timing_cache_path": cache,
+                        },
+                    )
+                )
+            else:
+                provider_args.append(provider)
+        try:
+            self._session: onnxruntime.InferenceSession = ort.InferenceSession(
+                str(self.path), sess_options=session_options, providers=provider_args
+            )
+        except Exception as exc:
+            raise BackendError(f"onnxruntime could not load {self.path}: {exc}") from exc
+        active = tuple(self._session.get_providers())
+        # ONNX Runtime falls back to CPU when a GPU provider fails to initialise (missing CUDA
+        # libraries, say) and only logs it; edgemm refuses that silent downgrade.
+        if providers[0] not in active:
+            raise BackendUnavailableError(
+                f"{self.path}: execution provider {providers[0]} was chosen but onnxruntime could not start it "
+                f"(active: {list(active)}); check the CUDA/TensorRT libraries, or pass providers=('cpu',)"
+            )
+        self.providers = active
+        self.name = f"onnxruntime[{active[0]}]"
+        self.device = "cuda" if active[0] in _GPU_PROVIDERS else "cpu"
+        self._inputs = tuple(_spec_from_node_arg(a) for a in self._session.get_inputs())
+        self._outputs = tuple(_spec_from_node_arg(a) for a in self._session.get_outputs())
+        self._kept: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"OrtBackend({str(self.path)!r}, {self.name})"
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+    def kept(self) -> tuple[str, ...]:
+        return tuple(self._kept)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def close(self) -> None:
+        self._kept.clear()
+
+    def with_options(self, **changes: Any) -> OrtBackend:
+        """A new backend for the same graph with some options changed."""
+        return OrtBackend(self.path, dataclasses.replace(self.options, **changes))
+
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        outputs: Sequence[str] | None = None,
+        keep: Mapping[str, str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        label = str(self.path.name)
+        kept_available = [name for name in self._kept if name not in inputs]
+        arrays = check_inputs(label, self._inputs, inputs, kept_available)
+        output_names = [o.name for o in self._outputs]
+        keep = dict(keep or {})
+        unknown = sorted(set(keep) - set(output_names))
+        if unknown:
+            raise BackendError(f"{label}: cannot keep {unknown}: the graph's outputs are {output_names}")
+        input_names = {i.name for i in self._inputs}
+        bad_targets = sorted(set(keep.values()) - input_names)
+        if bad_targets:
+            raise BackendError(f"{label}: cannot feed kept outputs into {bad_targets}: the graph's inputs are {sorted(input_names)}")
+        wanted = list(outputs) if outputs is not None else [n for n in output_names if n not in keep]
+        missing_out = sorted(set(wanted) - set(output_names))
+        if missing_out:
+            raise BackendError(f"{label}: no output(s) {missing_out}; the graph's outputs are {output_names}")
+
+        try:
+            if not keep and not kept_available:
+                values = self._session.run(wanted, arrays)
+                return dict(zip(wanted, values, strict=False))
+            return self._run_bound(arrays, kept_available, wanted, keep)
+        except EdgemmError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{label}: onnxruntime failed to run the graph: {exc}") from exc
+
+    def _run_bound(
+        self, arrays: dict[str, np.ndarray], kept_inputs: list[str], wanted: list[str], keep: dict[str, str]
+    ) -> dict[str, np.ndarray]:
+        # IOBinding lets kept outputs stay where the provider produced them (GPU memory for the
+        # CUDA/TensorRT providers), so a decoder's cache never round-trips through the host.
+        binding = self._session.io_binding()
+        for name, array in arrays.items():
+            binding.bind_cpu_input(name, array)
+        for name in kept_inputs:
+            binding.bind_ortvalue_input(name, self._kept[name])
+        order = list(dict.fromkeys([*wanted, *keep]))
+        for name in order:
+            binding.bind_output(name, self.device)
+        self._session.run_with_iobinding(binding)
+        values = dict(zip(order, binding.get_outputs(), strict=False))
+        self._kept = {target: values[source] for source, target in keep.items()}
+        return {name: values[name].numpy() for name in wanted}

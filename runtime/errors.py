@@ -1,0 +1,122 @@
+"""Every error edgemm raises on purpose derives from :class:`EdgemmError`.
+
+The classes live here, in the runtime, so that the runtime can raise them without importing the
+SDK; users import them as ``edgemm.errors``. Messages say what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "CompileError",
+    "DependencyMissingError",
+    "EdgemmError",
+    "EngineMismatchError",
+    "ExportError",
+    "GraphSpecMismatchError",
+    "InputError",
+    "ManifestError",
+    "PackError",
+    "PackFileMissingError",
+    "PackIntegrityError",
+    "PackNotFoundError",
+    "SchemaVersionError",
+    "SourceError",
+    "UnsafePathError",
+    "UnsupportedModelError",
+    "ValidationFailedError",
+]
+
+
+class EdgemmError(Exception):
+    """Base class of every error edgemm raises on purpose."""
+
+
+class DependencyMissingError(EdgemmError, ImportError):
+    """An optional dependency is not installed; the message says how to install it."""
+
+    def __init__(self, module: str, purpose: str, install: str) -> None:
+        self.module = module
+        self.install = install
+        super().__init__(f"{purpose} needs the Python module '{module}', which is not installed: {install}")
+
+
+# --- model packs -----------------------------------------------------------------------------
+
+
+class PackError(EdgemmError):
+    """A model pack cannot be used."""
+
+
+class PackNotFoundError(PackError, FileNotFoundError):
+    """The pack directory or its manifest.json does not exist."""
+
+
+class ManifestError(PackError):
+    """manifest.json is not valid JSON or does not follow the manifest schema."""
+
+
+class SchemaVersionError(ManifestError):
+    """The manifest's schema_version is not one this edgemm can read."""
+
+
+class UnsafePathError(PackError):
+    """A path in the manifest is absolute or escapes the pack directory."""
+
+
+class PackFileMissingError(PackError):
+    """A file the manifest lists is not in the pack."""
+
+
+class PackIntegrityError(PackError):
+    """A file's sha256 differs from the one the manifest records."""
+
+
+class GraphSpecMismatchError(PackError):
+    """A graph's inputs or outputs differ from the io spec the manifest records for it."""
+
+
+class EngineMismatchError(PackError):
+    """A TensorRT engine was built for another device or TensorRT version than this one."""
+
+
+# --- backends --------------------------------------------------------------------------------
+
+
+class BackendError(EdgemmError):
+    """An inference backend failed to load or run a graph."""
+
+
+class BackendUnavailableError(BackendError):
+    """The requested backend or execution provider is not available on this machine."""
+
+
+class InputError(BackendError, ValueError):
+    """Inputs given to a graph do not match its inputs (names, dtypes, ranks or fixed dims)."""
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+class SourceError(EdgemmError):
+    """A camera, stream, file or microphone cannot be opened or read."""
+
+
+# --- compile ---------------------------------------------------------------------------------
+
+
+class CompileError(EdgemmError):
+    """A compile stage failed."""
+
+
+class UnsupportedModelError(CompileError):
+    """The checkpoint's architecture is not one edgemm can compile."""
+
+
+class ExportError(CompileError):
+    """Exporting a model to ONNX failed."""
+
+
+class ValidationFailedError(CompileError):
+    """A compiled graph disagrees with its reference beyond the allowed tolerance."""

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what edgemm's demo and tests need: Debian packages (as root) and ./.venv with edgemm
+# (editable) plus the compile, opencv and dev extras. Safe to re-run; it skips what is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests and the demo use (real brokers, media, audio daemons).
+APT_PACKAGES=()
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+        exit 1
+    fi
+    echo "setup: apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+
+# Re-install only when the dependency declarations change.
+stamp=.venv/.edgemm-setup
+want=$(cat pyproject.toml scripts/constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: pip install -e '.[compile,opencv,dev]' (torch pinned by scripts/constraints.txt)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check \
+        -c scripts/constraints.txt -e ".[compile,opencv,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -c "import edgemm, torch, transformers, onnx, cv2" # fail here, not in the tests
+    echo "$want" >"$stamp"
+fi
