@@ -46,8 +46,9 @@ def test_wheel_maps_folders_onto_one_namespace(wheel: Path) -> None:
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert f"Version: {edgemm.__version__}" in text
     requires = [line for line in text.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
-    # The base install is what a device needs; OpenCV is left to the system or the `opencv` extra.
-    assert sorted(r.split()[1].split(">")[0] for r in requires) == ["numpy", "onnxruntime", "tokenizers"]
+    # The base install is what a device needs (Pillow: images are resized exactly as the Hugging Face
+    # processors resize them); OpenCV is left to the system or the `opencv` extra.
+    assert sorted(r.split()[1].split(">")[0] for r in requires) == ["numpy", "onnxruntime", "pillow", "tokenizers"]
 
 
 def test_wheel_installs_and_runs_in_fresh_venv(wheel: Path, tmp_path: Path) -> None:
