@@ -15,6 +15,7 @@ __all__ = [
     "EngineMismatchError",
     "ExportError",
     "GraphSpecMismatchError",
+    "ImageError",
     "InputError",
     "ManifestError",
     "PackError",
@@ -94,6 +95,13 @@ class BackendUnavailableError(BackendError):
 
 class InputError(BackendError, ValueError):
     """Inputs given to a graph do not match its inputs (names, dtypes, ranks or fixed dims)."""
+
+
+# --- media ---------------------------------------------------------------------------------
+
+
+class ImageError(EdgemmError, ValueError):
+    """An image cannot be read, or is not a picture edgemm can use (empty, corrupt, 16-bit, too small)."""
 
 
 # --- sources ---------------------------------------------------------------------------------
