@@ -221,7 +221,7 @@ class GenerationSettings:
     min_new_tokens: int = 0
     num_beams: int = 1
     length_penalty: float = 1.0
-    early_stopping: bool = False
+    early_stopping: bool | Literal["never"] = False
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     forced_bos_token_id: int | None = None
@@ -564,6 +564,7 @@ def write_manifest(pack_dir: str | Path, manifest: Manifest) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is as readable as the graphs
         os.replace(tmp, pack_dir / MANIFEST_NAME)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

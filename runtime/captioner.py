@@ -1,0 +1,240 @@
+"""Captioning from a pack: preprocessing, the encoder graph, and the KV-cache decode loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import graph_io
+from .backends import OrtBackend, OrtOptions, available_providers, choose_providers
+from .errors import InputError, PackError
+from .events import Caption
+from .generation import generate
+from .image import ImageInput, load_image, preprocess
+from .pack import Component, Graph, KVCacheLayout, Pack
+from .tokenizer import TextTokenizer
+
+__all__ = ["Captioner", "choose_precision", "device_target"]
+
+log = logging.getLogger("edgemm")
+
+
+def device_target(providers: Sequence[str]) -> str:
+    """The graph target a list of ONNX Runtime providers runs best: "tensorrt", "gpu" or "cpu"."""
+    first = providers[0] if providers else "CPUExecutionProvider"
+    return {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "gpu"}.get(first, "cpu")
+
+
+def choose_precision(component: Component, target: str, requested: str = "auto") -> str:
+    """Picks the precision to run ``component`` in on ``target``.
+
+    "auto" takes the fastest variant built for the target whose validation passed: int8, then
+    fp16 on GPUs, else fp32. An explicit precision the pack lacks for the target is an error,
+    never a silent substitute.
+
+    Raises:
+        PackError: saying which precisions the component has for the target.
+    """
+    have = component.precisions(target)
+    if requested != "auto":
+        if requested not in have:
+            raise PackError(
+                f"component '{component.name}' has no {requested} graphs for target {target}; it has {list(have)}"
+                + (" (fp16 and TensorRT int8 graphs are for GPUs; compile with --precision int8 --target cpu)" if target == "cpu" else "")
+            )
+        return requested
+    failed = {v.subject.split("[")[-1].split("/")[0] for v in component.validation if not v.passed}
+    order = ("int8", "fp16", "fp32") if target != "cpu" else ("int8", "fp32")
+    for precision in order:
+        if precision in have and precision not in failed:
+            return precision
+    raise PackError(f"component '{component.name}' has no graphs usable on target {target}; it has {[g.variant for g in component.graphs]}")
+
+
+class _DecoderState:
+    """The decoder step graph with its self-attention cache, for :func:`generation.generate`."""
+
+    def __init__(self, step: OrtBackend, cross: dict[str, np.ndarray], layout: KVCacheLayout, dtype: np.dtype) -> None:
+        self.step_backend = step
+        self.cross = cross
+        rows = next(iter(cross.values())).shape[0]
+        empty = np.zeros((rows, layout.num_heads, 0, layout.head_dim), dtype=dtype)
+        self.past = {name: empty for i in range(layout.num_layers) for name in graph_io.past_names(i)}
+        self.layers = layout.num_layers
+
+    def step(self, input_ids: np.ndarray) -> np.ndarray:
+        out = self.step_backend.run({graph_io.INPUT_IDS: input_ids, **self.past, **self.cross})
+        for i in range(self.layers):
+            for past, present in zip(graph_io.past_names(i), graph_io.present_names(i)):
+                self.past[past] = out[present]
+        return out[graph_io.LOGITS][:, -1, :]
+
+    def reorder(self, rows: np.ndarray) -> None:
+        self.past = {k: v[rows] for k, v in self.past.items()}
+        self.cross = {k: v[rows] for k, v in self.cross.items()}
+
+
+class Captioner:
+    """Captions images with a pack's ``caption`` component.
+
+    Args:
+        pack: a loaded pack.
+        component: the component's name (default: the pack's only caption component).
+        precision: "auto" (the fastest validated variant for this device), "fp32", "fp16" or "int8".
+        options: ONNX Runtime options (providers, threads).
+        graph_target: run the graphs built for this target instead of the device's own (compile-time
+            validation runs GPU graphs on the CPU this way; not for deployment).
+
+    Example::
+
+        captioner = Captioner(edgemm.load("packs/cam"))
+        print(captioner.caption("photo.jpg").text)
+    """
+
+    def __init__(
+        self,
+        pack: Pack,
+        component: str | None = None,
+        *,
+        precision: str = "auto",
+        options: OrtOptions | None = None,
+        graph_target: str | None = None,
+    ) -> None:
+        self.pack = pack
+        self.component = _caption_component(pack, component)
+        comp = self.component
+        if comp.image is None or comp.generation is None or comp.kv_cache is None or "tokenizer" not in comp.files:
+            raise PackError(f"component '{comp.name}': a caption component needs image, generation, kv_cache and a tokenizer file")
+        self.options = options or OrtOptions()
+        providers = choose_providers(self.options.providers, available_providers())
+        self.target = graph_target or device_target(providers)
+        self.precision = choose_precision(comp, self.target, precision)
+        self.encoder_graph = comp.graph("encoder", self.precision, self.target)
+        self.step_graph = comp.graph("decoder_step", self.precision, self.target)
+        self.encoder = OrtBackend(pack.path_of(self.encoder_graph.file), self.options)
+        self.step = OrtBackend(pack.path_of(self.step_graph.file), self.options)
+        settings = comp.settings
+        self.tokenizer = TextTokenizer(pack.path_of(comp.files["tokenizer"]), clean_up_spaces=bool(settings.get("clean_up_tokenization_spaces", False)))
+        self.prompt_mode = str(settings.get("prompt_mode", "none"))
+        self.decoder_start_ids = [int(t) for t in settings.get("decoder_start_ids", [comp.generation.decoder_start_token_id])]
+        self.task_prompts: dict[str, str] = dict(settings.get("task_prompts", {}))
+        self.encoder_template = str(settings.get("encoder_template", "{prompt}"))
+        self._past_dtype = np.dtype(_dtype_of(self.step_graph, graph_io.past_names(0)[0]))
+        log.info("caption: %s %s/%s on %s", comp.family, self.precision, self.target, self.encoder.name)
+
+    def describe(self) -> str:
+        """E.g. ``caption: blip int8/cpu on onnxruntime[CPUExecutionProvider]``."""
+        return f"{self.component.name}: {self.component.family} {self.precision}/{self.target} on {self.encoder.name}"
+
+    # -- prompts ------------------------------------------------------------------------------
+
+    def _prompts(self, prompt: str | None) -> tuple[list[int], list[int] | None]:
+        """(decoder prefix ids, encoder prompt ids or None) for ``prompt``."""
+        assert self.component.generation is not None
+        prompt = prompt if prompt is not None else self.component.generation.prompt
+        if self.prompt_mode == "none":
+            if prompt:
+                raise InputError(f"component '{self.component.name}' ({self.component.family}) takes no text prompt, got {prompt!r}")
+            return list(self.decoder_start_ids), None
+        if self.prompt_mode == "decoder":
+            extra = self.tokenizer.encode(prompt, add_special_tokens=False) if prompt else []
+            return [*self.decoder_start_ids, *extra], None
+        if self.prompt_mode == "encoder":
+            text = prompt or ""
+            if text.startswith("<") and text.endswith(">") and text not in self.task_prompts:
+                raise InputError(f"unknown task prompt {text!r}; {self.component.family} caption tasks are {sorted(self.task_prompts)}")
+            text = self.task_prompts.get(text, text)
+            return list(self.decoder_start_ids), self.tokenizer.encode(self.encoder_template.format(prompt=text), add_special_tokens=False)
+        raise PackError(f"component '{self.component.name}': unknown prompt_mode {self.prompt_mode!r}")
+
+    # -- running ------------------------------------------------------------------------------
+
+    def encode(self, pixel_values: np.ndarray, encoder_prompt: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        """Runs the encoder: ``pixel_values`` float32 (n, 3, H, W) -> cross-attention keys/values."""
+        inputs: dict[str, np.ndarray] = {graph_io.PIXEL_VALUES: pixel_values.astype(_dtype_of(self.encoder_graph, graph_io.PIXEL_VALUES))}
+        if encoder_prompt is not None:
+            inputs[graph_io.INPUT_IDS] = np.tile(np.asarray(encoder_prompt, dtype=np.int64), (pixel_values.shape[0], 1))
+        return self.encoder.run(inputs)
+
+    def state(self, cross: dict[str, np.ndarray]) -> _DecoderState:
+        """A fresh decoder state (empty cache) over the given cross-attention keys/values."""
+        assert self.component.kv_cache is not None
+        return _DecoderState(self.step, cross, self.component.kv_cache, self._past_dtype)
+
+    def caption_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        prompt: str | None = None,
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[Caption]:
+        """Captions several images in one batch.
+
+        Args:
+            images: paths, PIL images or numpy arrays (shape (H, W, 3) uint8 RGB, (H, W) gray, (H, W, 4) RGBA).
+            prompt: a text prompt (BLIP) or task (Florence-2: "<CAPTION>", "<DETAILED_CAPTION>", ...);
+                None uses the pack's default.
+            num_beams: beam search width (default: the model's own setting).
+            max_new_tokens: caption length limit (default: the pack's).
+
+        Raises:
+            ImageError: an image cannot be read or used. InputError: a bad prompt or setting.
+        """
+        if len(images) == 0:
+            return []
+        start = time.perf_counter()
+        assert self.component.image is not None
+        assert self.component.generation is not None
+        arrays = [load_image(image) for image in images]
+        pixels = preprocess(arrays, self.component.image)
+        prefix, encoder_prompt = self._prompts(prompt)
+        cross = self.encode(pixels, encoder_prompt)
+        prompt_ids = np.tile(np.asarray(prefix, dtype=np.int64), (len(arrays), 1))
+        result = generate(self.state(cross), prompt_ids, self.component.generation, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        captions = []
+        for i, tokens in enumerate(result.tokens):
+            text = self.tokenizer.decode([*prefix, *tokens], skip_special_tokens=True).strip()
+            captions.append(
+                Caption(
+                    text=text,
+                    latency_ms=latency_ms,
+                    tokens=tuple(tokens),
+                    image=str(images[i]) if isinstance(images[i], (str,)) or hasattr(images[i], "__fspath__") else None,
+                    score=None if result.scores is None else result.scores[i],
+                )
+            )
+        return captions
+
+    def caption(self, image: ImageInput, **kwargs: Any) -> Caption:
+        """Captions one image; keyword arguments as :meth:`caption_batch`."""
+        return self.caption_batch([image], **kwargs)[0]
+
+
+def _caption_component(pack: Pack, name: str | None) -> Component:
+    if name is not None:
+        component = pack.component(name)
+        if component.task != "caption":
+            raise PackError(f"component '{name}' is a {component.task} component, not a caption component")
+        return component
+    found = pack.components_for("caption")
+    if len(found) != 1:
+        have = [c.name for c in found]
+        raise PackError(
+            f"pack {pack.path}: expected one caption component, found {len(found)} {have}; name the one to use"
+            if found
+            else f"pack {pack.path} has no caption component (compile a captioner into it with `edgemm compile`)"
+        )
+    return found[0]
+
+
+def _dtype_of(graph: Graph, name: str) -> str:
+    for spec in graph.inputs:
+        if spec.name == name:
+            return spec.dtype
+    raise PackError(f"graph {graph.variant} ({graph.file.path}) has no input '{name}'")
