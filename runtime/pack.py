@@ -452,11 +452,38 @@ class Manifest:
 
 
 class Pack:
-    """A loaded, verified model pack. Build it with :func:`load`."""
+    """A loaded, verified model pack. Build it with :func:`load`.
 
-    def __init__(self, path: Path, manifest: Manifest) -> None:
+    Besides describing the pack, it runs it: ``pack.caption(image)`` builds the captioner on first
+    use (with the precision and ONNX Runtime options given to :func:`load`) and keeps it.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, *, precision: str = "auto", options: Any = None) -> None:
         self.path = path
         self.manifest = manifest
+        self.precision = precision
+        self.options = options
+        self._captioners: dict[str | None, Any] = {}
+
+    def captioner(self, component: str | None = None) -> Any:
+        """The :class:`edgemm.runtime.captioner.Captioner` of a caption component (built once)."""
+        if component not in self._captioners:
+            from .captioner import Captioner
+
+            self._captioners[component] = Captioner(self, component, precision=self.precision, options=self.options)
+        return self._captioners[component]
+
+    def caption(self, image: Any, **kwargs: Any) -> Any:
+        """Captions one image (path, PIL image, or RGB uint8 array (H, W, 3)) -> :class:`Caption`.
+
+        Keyword arguments: ``prompt``, ``num_beams``, ``max_new_tokens`` (see
+        :meth:`Captioner.caption_batch`).
+        """
+        return self.captioner().caption(image, **kwargs)
+
+    def caption_batch(self, images: Any, **kwargs: Any) -> Any:
+        """Captions several images in one batch -> list of :class:`Caption`."""
+        return self.captioner().caption_batch(images, **kwargs)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{c.name}:{c.task}" for c in self.manifest.components)
@@ -663,13 +690,18 @@ def verify(pack: Pack, *, check_hashes: bool = True) -> None:
             _verify_graph_io(pack.path, component, graph, pack.path_of(graph.file))
 
 
-def load(path: str | os.PathLike[str], *, check_hashes: bool = True) -> Pack:
+def load(
+    path: str | os.PathLike[str], *, check_hashes: bool = True, precision: str = "auto", options: Any = None
+) -> Pack:
     """Loads and verifies a pack directory.
 
     Args:
         path: the pack directory (the one holding manifest.json).
         check_hashes: hash every file against the manifest (reads every byte once). Sizes, paths
             and graph io are checked either way.
+        precision: which graph variants tasks run: "auto" (the fastest validated one for the
+            device), "fp32", "fp16" or "int8".
+        options: :class:`edgemm.runtime.backends.OrtOptions` (providers, threads) for the tasks.
 
     Raises:
         PackNotFoundError, ManifestError, SchemaVersionError, UnsafePathError,
@@ -677,7 +709,9 @@ def load(path: str | os.PathLike[str], *, check_hashes: bool = True) -> Pack:
     """
     pack_dir = Path(path)
     manifest = read_manifest(pack_dir)
-    pack = Pack(pack_dir.resolve(), manifest)
+    if precision not in ("auto", *PRECISIONS):
+        raise PackError(f"precision: expected auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    pack = Pack(pack_dir.resolve(), manifest, precision=precision, options=options)
     verify(pack, check_hashes=check_hashes)
     return pack
 

@@ -5,6 +5,7 @@ Typical use::
     import edgemm
 
     pack = edgemm.load("packs/home-cam")      # reads and verifies manifest.json
+    caption = pack.caption("door.jpg")         # edgemm.Caption(text=..., latency_ms=...)
 
 ``edgemm.compile`` (which needs the ``compile`` extra: torch, transformers, onnx) is imported only
 when used.
@@ -16,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from edgemm import errors
 from edgemm.runtime._version import __version__
+from edgemm.runtime.backends import OrtOptions
 from edgemm.runtime.errors import EdgemmError
+from edgemm.runtime.events import Caption
 from edgemm.runtime.pack import Pack, load
 
 if TYPE_CHECKING:
     from edgemm import compile
 
-__all__ = ["EdgemmError", "Pack", "__version__", "compile", "errors", "load"]
+__all__ = ["Caption", "EdgemmError", "OrtOptions", "Pack", "__version__", "compile", "errors", "load"]
 
 
 def __getattr__(name: str) -> Any:

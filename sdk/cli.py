@@ -90,6 +90,82 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        from edgemm.runtime.errors import DependencyMissingError
+
+        raise DependencyMissingError(exc.name or "torch", "edgemm compile", "pip install 'edgemm[compile]'") from exc
+    from edgemm.compile.caption import compile_captioner
+    from edgemm.compile.config import CompileConfig, ExportConfig, LoadConfig, ValidateConfig, VariantConfig
+    from edgemm.runtime.errors import CompileError
+
+    precisions = list(dict.fromkeys(args.precision or ["fp32"]))
+    targets = list(dict.fromkeys(args.target or ["cpu"]))
+    variants = []
+    for precision in precisions:
+        if precision == "fp32":
+            continue
+        usable = [t for t in targets if not (precision == "fp16" and t == "cpu")]
+        if not usable:
+            raise CompileError("--precision fp16 is for GPUs: add --target tensorrt (the CPU backend runs int8 or fp32)")
+        variants += [VariantConfig(precision, target) for target in usable]
+    config = CompileConfig(
+        load=LoadConfig(args.model, revision=args.revision, local_files_only=args.offline),
+        out=args.out,
+        component=args.name,
+        export=ExportConfig(opset=args.opset, prompt=args.prompt, max_new_tokens=args.max_new_tokens),
+        variants=tuple(variants),
+        calibration=args.calibration,
+        num_calibration=args.calibration_images,
+        validate=ValidateConfig(num_images=args.validation_images, min_agreement=args.min_agreement),
+    )
+    pack = compile_captioner(config, show_progress=not args.quiet)
+    component = pack.component(config.component or "caption")
+    print(f"wrote component '{component.name}' ({component.family}) to {pack.path}: " + ", ".join(g.variant for g in component.graphs))
+    return EXIT_OK
+
+
+def _cmd_caption(args: argparse.Namespace) -> int:
+    from edgemm.runtime.backends import OrtOptions
+    from edgemm.runtime.pack import load
+
+    options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
+    pack = load(args.pack, precision=args.precision, options=options)
+    captioner = pack.captioner(args.component)
+    if not args.json:
+        print(f"# {captioner.describe()}", file=sys.stderr)
+    failures = 0
+    for start in range(0, len(args.images), args.batch):
+        chunk = args.images[start : start + args.batch]
+        try:
+            captions = captioner.caption_batch(chunk, prompt=args.prompt, num_beams=args.beams, max_new_tokens=args.max_new_tokens)
+        except EdgemmError as exc:
+            if len(chunk) > 1:
+                raise
+            failures += 1
+            print(f"edgemm: error: {exc}", file=sys.stderr)
+            continue
+        for image, caption in zip(chunk, captions):
+            if args.json:
+                record = {
+                    "image": image,
+                    "text": caption.text,
+                    "latency_ms": round(caption.latency_ms, 3),
+                    "tokens": list(caption.tokens),
+                    "precision": captioner.precision,
+                    "backend": captioner.encoder.name,
+                }
+                if caption.score is not None:
+                    record["score"] = caption.score
+                print(json.dumps(record), flush=True)
+            else:
+                print(f"{image}: {caption.text}  ({caption.latency_ms:.0f} ms)", flush=True)
+    return EXIT_ERROR if failures else EXIT_OK
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgemm",
@@ -104,6 +180,38 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--no-hash", action="store_true", help="skip sha256 checks (sizes, paths and graph io are still checked)")
     info.set_defaults(func=_cmd_info)
+
+    comp = sub.add_parser("compile", help="compile a Hugging Face checkpoint into a pack component")
+    comp.add_argument("model", metavar="MODEL", help="a local checkpoint directory or a hub id")
+    comp.add_argument("--out", required=True, metavar="PACK", help="pack directory (created; other components are kept)")
+    comp.add_argument("--precision", action="append", choices=["fp32", "fp16", "int8"], help="variants to build besides fp32 (repeatable)")
+    comp.add_argument("--target", action="append", choices=["cpu", "tensorrt"], help="backends the variants are for (repeatable; default cpu)")
+    comp.add_argument("--calibration", metavar="DIR", help="folder of your images for int8 calibration and validation")
+    comp.add_argument("--calibration-images", type=int, default=16, metavar="N", help="images used for calibration (default 16)")
+    comp.add_argument("--validation-images", type=int, default=8, metavar="N", help="images validated on (default 8)")
+    comp.add_argument("--min-agreement", type=float, default=0.9, metavar="F", help="smallest token agreement of a variant with fp32 (default 0.9)")
+    comp.add_argument("--prompt", help='default text prompt (BLIP: "a photography of"; Florence-2: "<DETAILED_CAPTION>")')
+    comp.add_argument("--max-new-tokens", type=int, help="default caption length limit (default: the model's)")
+    comp.add_argument("--name", help="component name in the pack (default: caption)")
+    comp.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    comp.add_argument("--offline", action="store_true", help="never use the network (local files only)")
+    comp.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    comp.add_argument("--quiet", action="store_true", help="no progress output")
+    comp.set_defaults(func=_cmd_compile)
+
+    cap = sub.add_parser("caption", help="caption image files with a pack")
+    cap.add_argument("pack", metavar="PACK")
+    cap.add_argument("images", metavar="IMAGE", nargs="+")
+    cap.add_argument("--json", action="store_true", help="one JSON object per line: image, text, latency_ms, tokens, ...")
+    cap.add_argument("--beams", type=int, help="beam search width (default: the model's)")
+    cap.add_argument("--max-new-tokens", type=int, help="caption length limit")
+    cap.add_argument("--prompt", help="text prompt (BLIP) or task (Florence-2)")
+    cap.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    cap.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
+    cap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
+    cap.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
+    cap.add_argument("--component", help="caption component to use, when the pack has several")
+    cap.set_defaults(func=_cmd_caption)
 
     doctor = sub.add_parser("doctor", help="report what this machine offers edgemm")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
