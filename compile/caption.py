@@ -441,6 +441,12 @@ def compile_captioner(config: CompileConfig, *, show_progress: bool = True) -> P
     shutil.rmtree(staging, ignore_errors=True)
     (staging / name).mkdir(parents=True)
     try:
+        # The user's images are read first: a bad calibration folder fails before minutes of export.
+        if config.calibration:
+            images = calibration_images(config.calibration, max(config.validate.num_images, config.num_calibration))
+        else:
+            images = synthetic_images(max(config.validate.num_images, config.num_calibration))
+        validation_images = images[: config.validate.num_images]
         with progress.stage(f"loading {config.load.model}"):
             family = load_captioner(config.load.model, revision=config.load.revision, local_files_only=config.load.local_files_only)
             if config.export.prompt and family.prompt_spec(None).mode == "none":
@@ -454,11 +460,6 @@ def compile_captioner(config: CompileConfig, *, show_progress: bool = True) -> P
                 for role in ("encoder", "decoder_step")
             ]
             progress.note(f"encoder {graphs[0].file.size_bytes / 1e6:.1f} MB, decoder step {graphs[1].file.size_bytes / 1e6:.1f} MB")
-        if config.calibration:
-            images = calibration_images(config.calibration, max(config.validate.num_images, config.num_calibration))
-        else:
-            images = synthetic_images(max(config.validate.num_images, config.num_calibration))
-        validation_images = images[: config.validate.num_images]
 
         def staged_captioner(graph_list: Sequence[Graph], precision: str, target: str) -> Captioner:
             component = _component(family, staging, name, graph_list, config, ())

@@ -314,3 +314,40 @@ def test_pack_caption_bad_image(compiled: Compiled, tmp_path: Path, content: byt
     path.write_bytes(content)
     with pytest.raises(errors.ImageError, match=pattern):
         load(compiled.pack_dir).caption(path)
+
+
+def test_calibration_folder_gives_static_int8(blip_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("fruits.jpg", "baboon.jpg", "messi5.jpg", "HappyFish.jpg"):
+        shutil.copy(opencv_sample(name), frames / name)
+    (frames / "notes.txt").write_text("not an image: skipped by suffix")
+    config = CompileConfig(
+        load=LoadConfig(str(blip_dir), local_files_only=True),
+        out=str(tmp_path / "pack"),
+        variants=(VariantConfig("int8", "cpu"),),
+        calibration=str(frames),
+        num_calibration=4,
+        validate=ValidateConfig(num_images=3, min_agreement=0.8),
+    )
+    pack = compile_captioner(config, show_progress=False)
+    component = pack.component("caption")
+    assert component.graph("decoder_step", "int8", "cpu").quantization == "ort-static-u8s8"
+    assert component.graph("encoder", "int8", "cpu").quantization == "ort-static-u8s8"
+    int8 = next(v for v in component.validation if v.subject == "caption[int8/cpu]")
+    assert int8.num_samples == 3
+    assert int8.passed
+    assert len(pack.caption(frames / "fruits.jpg").tokens) > 0
+
+
+def test_calibration_folder_errors(blip_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    config = CompileConfig(load=LoadConfig(str(blip_dir), local_files_only=True), out=str(tmp_path / "pack"), calibration=str(tmp_path / "empty"))
+    with pytest.raises(errors.CompileError, match=r"calibration folder .*empty: expected images \(.jpg"):
+        compile_captioner(config, show_progress=False)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.jpg").write_bytes(b"nope")
+    with pytest.raises(errors.CompileError, match=r"calibration image unusable: .*a\.jpg"):
+        compile_captioner(config.replace(calibration=str(tmp_path / "broken")), show_progress=False)
