@@ -14,16 +14,20 @@ __all__ = [
     "EdgemmError",
     "EngineMismatchError",
     "ExportError",
+    "GStreamerUnavailableError",
     "GraphSpecMismatchError",
     "ImageError",
     "InputError",
+    "InvalidSourceError",
     "ManifestError",
     "PackError",
     "PackFileMissingError",
     "PackIntegrityError",
     "PackNotFoundError",
     "SchemaVersionError",
+    "SourceDisconnectedError",
     "SourceError",
+    "SourceUnavailableError",
     "UnsafePathError",
     "UnsupportedModelError",
     "ValidationFailedError",
@@ -109,6 +113,24 @@ class ImageError(EdgemmError, ValueError):
 
 class SourceError(EdgemmError):
     """A camera, stream, file or microphone cannot be opened or read."""
+
+
+class InvalidSourceError(SourceError, ValueError):
+    """A source URI or option is not usable: unknown scheme, malformed URI, an option that does not
+    apply to that kind of source, a ``gst://`` pipeline without ``appsink``, a bad reconnect policy."""
+
+
+class GStreamerUnavailableError(SourceError):
+    """A ``csi://`` or ``gst://`` source needs an OpenCV built with GStreamer, and this one is not."""
+
+
+class SourceUnavailableError(SourceError):
+    """A source cannot be opened: a missing file, not a video, no such camera, an unreachable or
+    refusing server, or no frame within ``timeout_s``."""
+
+
+class SourceDisconnectedError(SourceError):
+    """A live source dropped and did not come back within its ``ReconnectPolicy``."""
 
 
 # --- compile ---------------------------------------------------------------------------------

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Caption"]
+__all__ = ["Caption", "Event", "SourceDisconnected", "SourceReconnected", "event_to_dict", "event_type_name", "new_event_id"]
+
+Event = Any
+"""Any event dataclass: :class:`Caption`, source events, alerts, transcripts."""
+
+
+def new_event_id() -> str:
+    """A unique event id (UUID4, hex)."""
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,7 @@ class Caption:
         source: the camera or stream it came from (streams only).
         frame_index: the frame's index in its source (streams only).
         score: beam search only: the beam's length-normalised log-probability.
+        id: unique per event (sinks and consumers deduplicate by it).
     """
 
     text: str
@@ -30,3 +42,50 @@ class Caption:
     source: str | None = None
     frame_index: int | None = None
     score: float | None = None
+    id: str = field(default_factory=new_event_id)
+
+
+@dataclass(frozen=True)
+class SourceDisconnected:
+    """A live source dropped; it reconnects per its ``ReconnectPolicy``.
+
+    Attributes:
+        time_s: seconds since the source started.
+        source: the source's name.
+        reason: what happened (server closed the stream, read failures, no frame for N s, ...).
+    """
+
+    time_s: float
+    source: str
+    reason: str
+    id: str = field(default_factory=new_event_id)
+
+
+@dataclass(frozen=True)
+class SourceReconnected:
+    """A live source is back after a drop.
+
+    Attributes:
+        time_s: seconds since the source started.
+        source: the source's name.
+        attempt: which attempt succeeded (1 = the first).
+        offline_s: seconds from the drop to the reconnection.
+    """
+
+    time_s: float
+    source: str
+    attempt: int
+    offline_s: float
+    id: str = field(default_factory=new_event_id)
+
+
+def event_type_name(event: Event) -> str:
+    """The ``type`` an event has in JSON: ``Caption`` -> "caption", ``SourceDisconnected`` -> "source_disconnected"."""
+    name = type(event).__name__
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """An event as a JSON-ready dict with ``type`` and ``id`` first."""
+    data = dataclasses.asdict(event)
+    return {"type": event_type_name(event), "id": data.pop("id", None) or new_event_id(), **data}

@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests and the demo use (real brokers, media, audio daemons).
-APT_PACKAGES=()
+# Debian packages the tests and the demo use (real brokers, media, audio daemons):
+#   mosquitto                           a real MQTT broker for the sink tests
+#   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good}
+#                                       a real RTSP server (run with the system python) for the source tests
+APT_PACKAGES=(mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -34,9 +37,13 @@ fi
 stamp=.venv/.edgemm-setup
 want=$(cat pyproject.toml scripts/constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: pip install -e '.[compile,opencv,dev]' (torch pinned by scripts/constraints.txt)"
-    .venv/bin/python -m pip install -q --disable-pip-version-check \
-        -c scripts/constraints.txt -e ".[compile,opencv,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -c "import edgemm, torch, transformers, onnx, cv2" # fail here, not in the tests
+    echo "setup: pip install -e '.[compile,opencv,mqtt,dev]' (torch pinned by scripts/constraints.txt)"
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check \
+        -c scripts/constraints.txt -e ".[compile,opencv,mqtt,dev]" >.venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "setup: pip install failed (log above)" >&2
+        exit 1
+    fi
+    .venv/bin/python -c "import edgemm, torch, transformers, onnx, cv2, paho.mqtt" # fail here, not in the tests
     echo "$want" >"$stamp"
 fi
