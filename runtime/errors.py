@@ -18,6 +18,7 @@ __all__ = [
     "GraphSpecMismatchError",
     "ImageError",
     "InputError",
+    "InvalidEventError",
     "InvalidSourceError",
     "ManifestError",
     "PackError",
@@ -25,9 +26,13 @@ __all__ = [
     "PackIntegrityError",
     "PackNotFoundError",
     "SchemaVersionError",
+    "SinkClosedError",
+    "SinkError",
+    "SinkSpecError",
     "SourceDisconnectedError",
     "SourceError",
     "SourceUnavailableError",
+    "SpoolLockedError",
     "UnsafePathError",
     "UnsupportedModelError",
     "ValidationFailedError",
@@ -131,6 +136,29 @@ class SourceUnavailableError(SourceError):
 
 class SourceDisconnectedError(SourceError):
     """A live source dropped and did not come back within its ``ReconnectPolicy``."""
+
+
+# --- sinks ---------------------------------------------------------------------------------
+
+
+class SinkError(EdgemmError):
+    """A sink cannot be opened or used."""
+
+
+class SinkSpecError(SinkError, ValueError):
+    """A sink spec, or one of a sink's options, is not valid; the message lists what is accepted."""
+
+
+class SinkClosedError(SinkError):
+    """An event was sent to a sink that is closed."""
+
+
+class InvalidEventError(SinkError, ValueError):
+    """An event is not a JSON object with a non-empty string ``"id"``, or is not JSON-serialisable."""
+
+
+class SpoolLockedError(SinkError):
+    """Another sink (in this process or another) is using the spool directory."""
 
 
 # --- compile ---------------------------------------------------------------------------------
