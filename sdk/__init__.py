@@ -21,11 +21,26 @@ from edgemm.runtime.backends import OrtOptions
 from edgemm.runtime.errors import EdgemmError
 from edgemm.runtime.events import Caption
 from edgemm.runtime.pack import Pack, load
+from edgemm.runtime.session import CaptionPolicy, Session, SessionStats
+from edgemm.runtime.session import open_session as open
 
 if TYPE_CHECKING:
     from edgemm import compile
 
-__all__ = ["Caption", "EdgemmError", "OrtOptions", "Pack", "__version__", "compile", "errors", "load"]
+__all__ = [
+    "Caption",
+    "CaptionPolicy",
+    "EdgemmError",
+    "OrtOptions",
+    "Pack",
+    "Session",
+    "SessionStats",
+    "__version__",
+    "compile",
+    "errors",
+    "load",
+    "open",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -166,6 +166,82 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failures else EXIT_OK
 
 
+def _format_event(event: object) -> str:
+    from edgemm.runtime.events import Caption, event_to_dict
+
+    if isinstance(event, Caption):
+        return f"[{event.time_s or 0.0:8.1f}s] {event.source}: {event.text}  ({event.latency_ms:.0f} ms)"
+    record = event_to_dict(event)
+    kind = record.pop("type")
+    where = record.pop("source", "")
+    when = record.pop("time_s", 0.0) or 0.0
+    record.pop("id", None)
+    details = ", ".join(f"{k}={v}" for k, v in record.items() if v is not None)
+    return f"[{when:8.1f}s] {where}: {kind.upper().replace('_', ' ')} {details}".rstrip()
+
+
+def _print_stats(stats: object) -> None:
+    from edgemm.runtime.session import SessionStats
+
+    assert isinstance(stats, SessionStats)
+    lines = [f"ran {stats.running_s:.1f} s: {stats.captions} captions ({stats.suppressed} identical suppressed)"]
+    for name, source in stats.sources.items():
+        parts = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in source.items())
+        lines.append(f"  source {name}: {parts}")
+    for component, latency in stats.latency_ms.items():
+        lines.append(f"  {component} latency: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms")
+    for name, sink in stats.sinks.items():
+        parts = ", ".join(f"{k} {v}" for k, v in sink.items() if v not in (None, ""))
+        lines.append(f"  sink {name}: {parts}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from edgemm.runtime.backends import OrtOptions
+    from edgemm.runtime.events import event_to_dict
+    from edgemm.runtime.pack import load
+    from edgemm.runtime.session import open_session
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
+    pack = load(args.pack, precision=args.precision, options=options)
+    session = open_session(
+        pack,
+        args.camera,
+        caption_every_s=args.caption_every,
+        on_change_only=not args.every_interval,
+        change_threshold=args.change_threshold,
+        repeat_identical=args.repeat_identical,
+        sinks=args.sink or (),
+        realtime=not args.fast,
+        loop=args.loop,
+        source_timeout_s=args.timeout,
+    )
+    if args.duration is not None:
+        timer = threading.Timer(args.duration, session.close)
+        timer.daemon = True
+        timer.start()
+    print(f"# {pack.captioner().describe()}; cameras: {', '.join(str(c) for c in args.camera)}", file=sys.stderr)
+    try:
+        for event in session.events():
+            if args.json:
+                print(json.dumps(event_to_dict(event)), flush=True)
+            else:
+                print(_format_event(event), flush=True)
+    except KeyboardInterrupt:
+        print("edgemm: stopping", file=sys.stderr)
+    finally:
+        session.close()
+        _print_stats(session.stats())
+    return EXIT_OK
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgemm",
@@ -212,6 +288,24 @@ def _build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
     cap.add_argument("--component", help="caption component to use, when the pack has several")
     cap.set_defaults(func=_cmd_caption)
+
+    run = sub.add_parser("run", help="stream cameras through a pack and print events")
+    run.add_argument("pack", metavar="PACK")
+    run.add_argument("--camera", action="append", required=True, metavar="URI", help="rtsp://, http:// (MJPEG), file://, a path, a device index, v4l2://, csi://N, gst:// (repeatable)")
+    run.add_argument("--caption-every", type=float, default=5.0, metavar="S", help="at most one caption per camera every S seconds (default 5)")
+    run.add_argument("--every-interval", action="store_true", help="caption every interval even when the scene did not change")
+    run.add_argument("--change-threshold", type=float, default=0.06, metavar="X", help="scene change (0..1) that triggers a caption (default 0.06)")
+    run.add_argument("--repeat-identical", action="store_true", help="emit a caption even when it equals the previous one")
+    run.add_argument("--sink", action="append", metavar="SPEC", help="- | FILE.jsonl | mqtt://host:port/topic | http(s)://url (repeatable)")
+    run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    run.add_argument("--fast", action="store_true", help="read files as fast as the model goes (no frame dropped) instead of at their native rate")
+    run.add_argument("--loop", action="store_true", help="replay files from the start")
+    run.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds a camera may take to open (default 10)")
+    run.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    run.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
+    run.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
+    run.set_defaults(func=_cmd_run)
 
     doctor = sub.add_parser("doctor", help="report what this machine offers edgemm")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
