@@ -224,3 +224,28 @@ def test_cli_run_duration(pack: edgemm.Pack, scenes_video: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "ran 3." in err or "ran 2." in err or "ran 4." in err
+
+
+def test_camera_drop_and_reconnect_reach_the_session(pack: edgemm.Pack) -> None:
+    from edgemm.runtime.events import SourceDisconnected, SourceReconnected
+    from edgemm.runtime.sources import ReconnectPolicy
+    from tests.servers.mjpeg import MjpegServer
+
+    server = MjpegServer(fps=10).start()
+    source = open_source(server.url, timeout_s=3, reconnect=ReconnectPolicy(initial_delay_s=0.1, max_delay_s=0.5))
+    session = Session(pack.captioner(), [source], policy=CaptionPolicy(every_s=0.2, on_change_only=False, repeat_identical=True))
+    kinds: list[str] = []
+    try:
+        with session:
+            for event in session.events():
+                kinds.append(type(event).__name__)
+                if kinds.count("Caption") == 2 and "SourceDisconnected" not in kinds:
+                    server.stop()  # the camera reboots
+                    server = MjpegServer(server.port, fps=10).start()
+                if "SourceReconnected" in kinds and kinds[-1] == "Caption":
+                    break  # captions continue after the reconnection
+    finally:
+        server.stop()
+    assert kinds.index("SourceDisconnected") < kinds.index("SourceReconnected") < len(kinds) - 1
+    assert session.stats().sources[source.name]["reconnects"] == 1
+    assert isinstance(SourceDisconnected(0.0, "x", "y").id, str) and SourceReconnected(0.0, "x", 1, 0.1).id
