@@ -129,16 +129,28 @@ class CaptionFamily(abc.ABC):
     # -- graphs ----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def kv_layout(self) -> KVCacheLayout:
-        """Decoder layers, heads and head size of the cache."""
+    def geometry(self) -> tuple[int, int, int]:
+        """(decoder layers, attention heads, head size) of the decoder's cache."""
 
-    @abc.abstractmethod
+    encoder_module: ClassVar[Any]
+    """The encoder module's class, built as ``encoder_module(model, heads, head_dim)``."""
+    step_module: ClassVar[Any]
+    """The decoder step module's class, built as ``step_module(model, num_layers)``."""
+
+    def kv_layout(self) -> KVCacheLayout:
+        layers, heads, head_dim = self.geometry()
+        return KVCacheLayout(graph_io.KV_CONVENTION, layers, heads, head_dim, cross_attention=True)
+
     def encoder(self) -> torch.nn.Module:
         """``forward(pixel_values[, input_ids]) -> (cross.0.key, cross.0.value, ...)``."""
+        _, heads, head_dim = self.geometry()
+        module: torch.nn.Module = type(self).encoder_module(self.model, heads, head_dim)
+        return module.eval()
 
-    @abc.abstractmethod
     def decoder_step(self) -> torch.nn.Module:
         """``forward(input_ids, *past, *cross) -> (logits, present.0.key, present.0.value, ...)``."""
+        module: torch.nn.Module = type(self).step_module(self.model, self.geometry()[0])
+        return module.eval()
 
     def encoder_input_names(self) -> tuple[str, ...]:
         if self.encoder_reads_prompt:

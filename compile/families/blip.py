@@ -6,9 +6,6 @@ from typing import Any
 
 import torch
 
-from edgemm.runtime.graph_io import KV_CONVENTION
-from edgemm.runtime.pack import KVCacheLayout
-
 from .base import CaptionFamily, PromptSpec, encoder_decoder_cache, flatten_self_cache, split_heads
 
 __all__ = ["BlipFamily"]
@@ -58,6 +55,8 @@ class BlipFamily(CaptionFamily):
 
     name = "blip"
     architectures = ("BlipForConditionalGeneration",)
+    encoder_module = _Encoder
+    step_module = _DecoderStep
 
     @classmethod
     def from_pretrained(cls, path: str, *, revision: str | None, local_files_only: bool) -> BlipFamily:
@@ -69,20 +68,9 @@ class BlipFamily(CaptionFamily):
         # generate() hands over to the text decoder, which decodes with its own generation config.
         return cls(model, processor.image_processor, processor.tokenizer, model.text_decoder.generation_config)
 
-    def _geometry(self) -> tuple[int, int, int]:
+    def geometry(self) -> tuple[int, int, int]:
         tc = self.model.config.text_config
         return tc.num_hidden_layers, tc.num_attention_heads, tc.hidden_size // tc.num_attention_heads
-
-    def kv_layout(self) -> KVCacheLayout:
-        layers, heads, head_dim = self._geometry()
-        return KVCacheLayout(KV_CONVENTION, layers, heads, head_dim, cross_attention=True)
-
-    def encoder(self) -> torch.nn.Module:
-        _, heads, head_dim = self._geometry()
-        return _Encoder(self.model, heads, head_dim).eval()
-
-    def decoder_step(self) -> torch.nn.Module:
-        return _DecoderStep(self.model, self._geometry()[0]).eval()
 
     def prompt_spec(self, prompt: str | None) -> PromptSpec:
         return PromptSpec(mode="decoder", decoder_start_ids=(int(self.model.config.text_config.bos_token_id),), default_prompt=prompt)

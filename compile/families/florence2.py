@@ -6,9 +6,6 @@ from typing import Any
 
 import torch
 
-from edgemm.runtime.graph_io import KV_CONVENTION
-from edgemm.runtime.pack import KVCacheLayout
-
 from .base import CaptionFamily, PromptSpec, encoder_decoder_cache, flatten_self_cache, split_heads
 
 __all__ = ["CAPTION_TASKS", "Florence2Family"]
@@ -66,6 +63,8 @@ class Florence2Family(CaptionFamily):
 
     name = "florence2"
     architectures = ("Florence2ForConditionalGeneration",)
+    encoder_module = _Encoder
+    step_module = _DecoderStep
     encoder_reads_prompt = True
 
     def __init__(self, model: Any, image_processor: Any, tokenizer: Any, generation_config: Any, processor: Any) -> None:
@@ -81,20 +80,9 @@ class Florence2Family(CaptionFamily):
         processor = Florence2Processor.from_pretrained(path, **kwargs)
         return cls(model, processor.image_processor, processor.tokenizer, model.generation_config, processor)
 
-    def _geometry(self) -> tuple[int, int, int]:
+    def geometry(self) -> tuple[int, int, int]:
         tc = self.model.config.text_config
         return tc.decoder_layers, tc.decoder_attention_heads, tc.d_model // tc.decoder_attention_heads
-
-    def kv_layout(self) -> KVCacheLayout:
-        layers, heads, head_dim = self._geometry()
-        return KVCacheLayout(KV_CONVENTION, layers, heads, head_dim, cross_attention=True)
-
-    def encoder(self) -> torch.nn.Module:
-        _, heads, head_dim = self._geometry()
-        return _Encoder(self.model, heads, head_dim).eval()
-
-    def decoder_step(self) -> torch.nn.Module:
-        return _DecoderStep(self.model, self._geometry()[0]).eval()
 
     def prompt_spec(self, prompt: str | None) -> PromptSpec:
         table = self.processor.task_prompts_without_inputs

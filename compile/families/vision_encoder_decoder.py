@@ -12,8 +12,6 @@ from typing import Any
 import torch
 
 from edgemm.runtime.errors import UnsupportedModelError
-from edgemm.runtime.graph_io import KV_CONVENTION
-from edgemm.runtime.pack import KVCacheLayout
 
 from .base import CaptionFamily, PromptSpec, encoder_decoder_cache, flatten_self_cache, split_heads
 
@@ -94,6 +92,8 @@ class VisionEncoderDecoderFamily(CaptionFamily):
 
     name = "vision_encoder_decoder"
     architectures = ("VisionEncoderDecoderModel",)
+    encoder_module = _Encoder
+    step_module = _DecoderStep
 
     @classmethod
     def from_pretrained(cls, path: str, *, revision: str | None, local_files_only: bool) -> VisionEncoderDecoderFamily:
@@ -106,20 +106,9 @@ class VisionEncoderDecoderFamily(CaptionFamily):
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         return cls(model, image_processor, tokenizer, model.generation_config)
 
-    def _geometry(self) -> tuple[int, int, int]:
+    def geometry(self) -> tuple[int, int, int]:
         dc = self.model.config.decoder
         return dc.num_hidden_layers, dc.num_attention_heads, dc.hidden_size // dc.num_attention_heads
-
-    def kv_layout(self) -> KVCacheLayout:
-        layers, heads, head_dim = self._geometry()
-        return KVCacheLayout(KV_CONVENTION, layers, heads, head_dim, cross_attention=True)
-
-    def encoder(self) -> torch.nn.Module:
-        _, heads, head_dim = self._geometry()
-        return _Encoder(self.model, heads, head_dim).eval()
-
-    def decoder_step(self) -> torch.nn.Module:
-        return _DecoderStep(self.model, self._geometry()[0]).eval()
 
     def prompt_spec(self, prompt: str | None) -> PromptSpec:
         if prompt:
