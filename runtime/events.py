@@ -80,8 +80,9 @@ class SourceReconnected:
 
 
 def event_type_name(event: Event) -> str:
-    """The ``type`` an event has in JSON: ``Caption`` -> "caption", ``SourceDisconnected`` -> "source_disconnected"."""
-    name = type(event).__name__
+    """The ``type`` an event has in JSON: ``Caption`` -> "caption", ``AlertEvent`` -> "alert",
+    ``SourceDisconnected`` -> "source_disconnected"."""
+    name = type(event).__name__.removesuffix("Event")
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 

@@ -25,11 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import EdgemmError, InputError
+from .alerts import Alert, AlertEvent, AlertRule
+from .errors import EdgemmError, InputError, PackError
 from .events import Caption, Event, event_to_dict
 
 __all__ = ["CaptionPolicy", "Session", "SessionStats", "scene_change"]
@@ -98,7 +100,7 @@ class SessionStats:
     Attributes:
         sources: per source: fps, captured, dropped, failed reads, reconnects.
         latency_ms: per component: p50 and p95 of frame-capture-to-event latency.
-        captions: captions emitted; suppressed: identical captions not emitted.
+        captions: captions emitted; suppressed: identical captions not emitted; alerts: alert events.
         queue_depths: events waiting in each generator's queue.
         sinks: per sink: sent, backlog, spooled, dropped, failures.
         running_s: seconds since the session started.
@@ -108,6 +110,7 @@ class SessionStats:
     latency_ms: dict[str, dict[str, float]]
     captions: int
     suppressed: int
+    alerts: int
     queue_depths: dict[str, int]
     sinks: dict[str, dict[str, Any]]
     running_s: float
@@ -137,11 +140,16 @@ class Session:
     """Streams sources through a pack's models and emits events. Build it with :func:`edgemm.open`.
 
     Args:
-        captioner: an object with ``caption_batch(images) -> list[Caption]`` (a pack's captioner).
+        captioner: an object with ``caption_batch(images) -> list[Caption]`` (a pack's captioner),
+            or None for a session that only watches for alerts.
         sources: opened (not yet started) sources.
         policy: when to caption.
         sinks: sinks every event is sent to.
         max_queued_events: per generator, events kept for a slow reader before the oldest are dropped.
+        scorer: a zero-shot image scorer (``score_images(images, prompts)``, ``add_prompts``) for alerts.
+        alerts_max_fps: how often each camera's frames are scored for alerts, at most.
+        events_dir: where alert snapshots (JPEG) are written; None keeps none.
+        events_dir_max_bytes: the snapshots kept at most; the oldest are deleted beyond it.
     """
 
     def __init__(
@@ -152,9 +160,17 @@ class Session:
         policy: CaptionPolicy | None = None,
         sinks: Sequence[Any] = (),
         max_queued_events: int = 1000,
+        scorer: Any = None,
+        alerts_max_fps: float = 2.0,
+        events_dir: str | os.PathLike[str] | None = None,
+        events_dir_max_bytes: int = 256 << 20,
     ) -> None:
         if not sources:
             raise InputError("a session needs at least one camera or stream, got none")
+        if captioner is None and scorer is None:
+            raise PackError("a session needs a caption or a zero_shot_image component in the pack; it has neither")
+        if alerts_max_fps <= 0:
+            raise InputError(f"alerts_max_fps: expected a rate > 0, got {alerts_max_fps}")
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise InputError(f"source names must be unique, got {names}")
@@ -174,6 +190,13 @@ class Session:
         self._suppressed = 0
         self._started_at = time.monotonic()
         self._error: BaseException | None = None
+        self.scorer = scorer
+        self._alerts: dict[str, Alert] = {}
+        self._rules: dict[tuple[str, str], AlertRule] = {}
+        self._alert_interval_s = 1.0 / alerts_max_fps
+        self._alert_events = 0
+        self.events_dir = Path(events_dir) if events_dir is not None else None
+        self._events_dir_max_bytes = events_dir_max_bytes
         for source in self.sources:
             if hasattr(source, "on_event"):
                 source.on_event(self._emit)
@@ -237,6 +260,49 @@ class Session:
     def add_sink(self, sink: Any) -> None:
         self.sinks.append(sink)
 
+    # -- alerts -------------------------------------------------------------------------------------
+
+    def add_alert(self, alert: Alert, callback: Callable[[AlertEvent], None] | None = None) -> None:
+        """Watches every camera for ``alert`` (also while the session runs); ``callback`` gets its events.
+
+        Raises:
+            PackError: the pack has no zero_shot_image component.
+            InputError: an alert of that name exists, or an audio alert (no microphone input yet).
+            TextTowerMissingError: a new prompt, and the pack was compiled without its text tower.
+        """
+        if alert.modality == "audio":
+            raise InputError(f"alert '{alert.name}': audio alerts need microphone input, which this edgemm does not have yet")
+        if self.scorer is None:
+            raise PackError(f"alert '{alert.name}': the pack has no zero_shot_image component to score frames with")
+        if alert.name in self._alerts:
+            raise InputError(f"an alert named '{alert.name}' is already watched; remove it first or give this one another name")
+        self.scorer.add_prompts([alert.text])
+        with self._lock:
+            self._alerts[alert.name] = alert
+        if callback is not None:
+            name = alert.name
+            self.on(AlertEvent, lambda event: callback(event) if event.alert.name == name else None)
+
+    def remove_alert(self, name: str) -> Alert:
+        """Stops watching the alert called ``name``; returns it.
+
+        Raises:
+            InputError: no such alert (the message lists the watched ones).
+        """
+        with self._lock:
+            if name not in self._alerts:
+                raise InputError(f"no alert named '{name}'; watched alerts: {sorted(self._alerts)}")
+            alert = self._alerts.pop(name)
+            for key in [k for k in self._rules if k[1] == name]:
+                del self._rules[key]
+        return alert
+
+    def alerts(self) -> Iterator[AlertEvent]:
+        """Yields :class:`AlertEvent` events until the session ends."""
+        for event in self.events(AlertEvent):
+            assert isinstance(event, AlertEvent)
+            yield event
+
     def events(self, *types: type) -> Iterator[Event]:
         """Yields events as they happen (every event, or only those of ``types``) until the session ends."""
         sub = _Subscriber(f"events{len(self._subscribers)}", types or (object,), self._max_queued)
@@ -279,11 +345,12 @@ class Session:
 
     def _run(self) -> None:
         state: dict[str, dict[str, Any]] = {
-            s.name: {"thumb": None, "last_s": None, "last_text": None, "ended": False} for s in self.sources
+            s.name: {"thumb": None, "last_s": None, "last_text": None, "ended": False, "alert_s": None} for s in self.sources
         }
         try:
             while not self._stop.is_set():
                 due: list[tuple[Any, Any, np.ndarray]] = []
+                score_due: list[tuple[Any, Any]] = []
                 active = [s for s in self.sources if not state[s.name]["ended"]]
                 if not active:
                     break
@@ -294,12 +361,19 @@ class Session:
                             state[source.name]["ended"] = True
                         continue
                     st = state[source.name]
+                    if self._alerts and (st["alert_s"] is None or frame.time_s - st["alert_s"] >= self._alert_interval_s):
+                        st["alert_s"] = frame.time_s
+                        score_due.append((source, frame))
+                    if self.captioner is None:
+                        continue
                     if st["last_s"] is not None and frame.time_s - st["last_s"] < self.policy.every_s:
                         continue
                     change, thumb = scene_change(st["thumb"], frame.image)
                     if self.policy.on_change_only and st["thumb"] is not None and change < self.policy.change_threshold:
                         continue
                     due.append((source, frame, thumb))
+                if score_due:
+                    self._score(score_due)
                 if due:
                     self._caption(due, state)
         except BaseException as exc:  # surfaced to the generators' readers and logged
@@ -335,6 +409,53 @@ class Session:
                 )
             )
 
+    def _score(self, due: list[tuple[Any, Any]]) -> None:
+        # Frames of every camera due now are scored as one batch against every alert.
+        with self._lock:
+            alerts = list(self._alerts.values())
+        if not alerts:
+            return
+        try:
+            scores = self.scorer.score_images([frame.image for _, frame in due], [a.text for a in alerts])
+        except EdgemmError as exc:
+            log.error("alert scoring failed: %s", exc)
+            return
+        now = time.time()
+        for (source, frame), row in zip(due, scores):
+            for alert, score in zip(alerts, row):
+                with self._lock:
+                    if alert.name not in self._alerts:
+                        continue  # removed meanwhile
+                    rule = self._rules.setdefault((source.name, alert.name), AlertRule(alert))
+                if not rule.update(frame.time_s, float(score)):
+                    continue
+                latency_ms = max(0.0, (now - frame.wall_time) * 1000.0)
+                self._latencies["alert"].append(latency_ms)
+                self._alert_events += 1
+                snapshot = self._snapshot(frame, alert) if self.events_dir is not None else None
+                self._emit(AlertEvent(time_s=frame.time_s, alert=alert, score=float(score), source=source.name, snapshot=snapshot, latency_ms=latency_ms))
+
+    def _snapshot(self, frame: Any, alert: Alert) -> str | None:
+        """Writes the frame as JPEG into the events directory, keeping the directory under its size limit."""
+        from PIL import Image
+
+        assert self.events_dir is not None
+        try:
+            self.events_dir.mkdir(parents=True, exist_ok=True)
+            safe = "".join(c if c.isalnum() else "-" for c in f"{frame.source}_{alert.name}")[:80]
+            path = self.events_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{frame.index:08d}_{safe}.jpg"
+            Image.fromarray(frame.image).save(path, quality=85)
+            files = sorted(self.events_dir.glob("*.jpg"), key=lambda p: p.stat().st_mtime)
+            total = sum(p.stat().st_size for p in files)
+            while files and total > self._events_dir_max_bytes:
+                oldest = files.pop(0)
+                total -= oldest.stat().st_size
+                oldest.unlink(missing_ok=True)
+            return str(path)
+        except OSError as exc:
+            log.warning("could not write the alert snapshot: %s", exc)
+            return None
+
     # -- stats ------------------------------------------------------------------------------------
 
     def stats(self) -> SessionStats:
@@ -348,6 +469,7 @@ class Session:
             latency_ms=latency,
             captions=self._captions,
             suppressed=self._suppressed,
+            alerts=self._alert_events,
             queue_depths={sub.name: len(sub.queue) for sub in self._subscribers},
             sinks={getattr(sink, "name", str(i)): dataclasses.asdict(sink.stats()) for i, sink in enumerate(self.sinks)},
             running_s=time.monotonic() - self._started_at,
@@ -368,9 +490,12 @@ def open_session(
     loop: bool = False,
     source_timeout_s: float = 10.0,
     precision: str = "auto",
+    alerts: Sequence[Alert] = (),
+    alerts_max_fps: float = 2.0,
+    events_dir: str | os.PathLike[str] | None = None,
     start: bool = True,
 ) -> Session:
-    """Opens cameras/streams and runs a pack's captioner on them (see :class:`Session`).
+    """Opens cameras/streams and runs a pack's captioner and alerts on them (see :class:`Session`).
 
     Args:
         pack: a loaded pack (``edgemm.load``) or a pack directory.
@@ -384,11 +509,14 @@ def open_session(
         loop: replay files from the start when they end.
         source_timeout_s: how long opening a source may take before it is an error.
         precision: precision of the models when ``pack`` is a path.
+        alerts: alerts to watch from the start (more with ``session.add_alert``).
+        alerts_max_fps: how often each camera is scored for alerts, at most.
+        events_dir: where alert snapshots are written (None: none are kept).
         start: open the sources and start at once (else on ``start()`` / ``with``).
 
     Raises:
         SourceError: a source cannot be opened within its timeout (the others are closed again).
-        PackError: the pack has no caption component.
+        PackError: the pack has neither a caption nor a zero_shot_image component.
     """
     from .pack import Pack, load
     from .sinks import open_sink
@@ -399,11 +527,22 @@ def open_session(
     if not isinstance(pack, Pack):
         pack = load(pack, precision=precision)
     uris = [camera] if isinstance(camera, (str, int, os.PathLike)) else list(camera)
-    captioner = pack.captioner()
+    captioner = pack.captioner() if pack.components_for("caption") else None
+    scorer = pack.scorer() if pack.components_for("zero_shot_image") else None
     sources = []
     for i, uri in enumerate(uris):
         name = f"cam{i}" if len(uris) > 1 else "cam"
         sources.append(open_source(uri, name=name, realtime=realtime, loop=loop, timeout_s=source_timeout_s))
     policy = CaptionPolicy(every_s=caption_every_s, on_change_only=on_change_only, change_threshold=change_threshold, repeat_identical=repeat_identical)
-    session = Session(captioner, sources, policy=policy, sinks=[open_sink(spec) for spec in sinks])
+    session = Session(
+        captioner,
+        sources,
+        policy=policy,
+        sinks=[open_sink(spec) for spec in sinks],
+        scorer=scorer,
+        alerts_max_fps=alerts_max_fps,
+        events_dir=events_dir,
+    )
+    for alert in alerts:
+        session.add_alert(alert)
     return session.start() if start else session

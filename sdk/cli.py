@@ -167,10 +167,14 @@ def _cmd_caption(args: argparse.Namespace) -> int:
 
 
 def _format_event(event: object) -> str:
+    from edgemm.runtime.alerts import AlertEvent
     from edgemm.runtime.events import Caption, event_to_dict
 
     if isinstance(event, Caption):
         return f"[{event.time_s or 0.0:8.1f}s] {event.source}: {event.text}  ({event.latency_ms:.0f} ms)"
+    if isinstance(event, AlertEvent):
+        where = f"  -> {event.snapshot}" if event.snapshot else ""
+        return f"[{event.time_s:8.1f}s] {event.source}: ALERT {event.alert.name} ({event.score:.2f}){where}"
     record = event_to_dict(event)
     kind = record.pop("type")
     where = record.pop("source", "")
@@ -196,6 +200,20 @@ def _print_stats(stats: object) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _parse_alert(text: str, modality: str) -> object:
+    """``"a person lying on the floor:0.3"`` -> Alert(text, threshold=0.3); the threshold is optional."""
+    from edgemm.runtime.alerts import Alert
+
+    prompt, colon, tail = text.rpartition(":")
+    try:
+        threshold = float(tail) if colon else None
+    except ValueError:
+        threshold = None  # the colon belongs to the text
+    if threshold is None:
+        return Alert(text, modality=modality)  # type: ignore[arg-type]
+    return Alert(prompt, threshold=threshold, modality=modality)  # type: ignore[arg-type]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -209,6 +227,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    alerts = [_parse_alert(text, "image") for text in args.alert or ()]
+    alerts += [_parse_alert(text, "audio") for text in args.audio_alert or ()]
     options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
     pack = load(args.pack, precision=args.precision, options=options)
     session = open_session(
@@ -222,12 +242,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         realtime=not args.fast,
         loop=args.loop,
         source_timeout_s=args.timeout,
+        alerts=alerts,
+        alerts_max_fps=args.alert_fps,
+        events_dir=args.events_dir,
     )
     if args.duration is not None:
         timer = threading.Timer(args.duration, session.close)
         timer.daemon = True
         timer.start()
-    print(f"# {pack.captioner().describe()}; cameras: {', '.join(str(c) for c in args.camera)}", file=sys.stderr)
+    models = [m.describe() for m in (session.captioner, session.scorer) if m is not None and hasattr(m, "describe")]
+    print(f"# {'; '.join(models)}; cameras: {', '.join(str(c) for c in args.camera)}", file=sys.stderr)
     try:
         for event in session.events():
             if args.json:
@@ -297,6 +321,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--change-threshold", type=float, default=0.06, metavar="X", help="scene change (0..1) that triggers a caption (default 0.06)")
     run.add_argument("--repeat-identical", action="store_true", help="emit a caption even when it equals the previous one")
     run.add_argument("--sink", action="append", metavar="SPEC", help="- | FILE.jsonl | mqtt://host:port/topic | http(s)://url (repeatable)")
+    run.add_argument("--alert", action="append", metavar="TEXT[:THRESHOLD]", help='zero-shot visual alert, e.g. "a person lying on the floor:0.3" (repeatable)')
+    run.add_argument("--audio-alert", action="append", metavar="TEXT[:THRESHOLD]", help="zero-shot audio alert (needs microphone input: not in this version)")
+    run.add_argument("--alert-fps", type=float, default=2.0, metavar="F", help="frames per second per camera scored for alerts (default 2)")
+    run.add_argument("--events-dir", metavar="DIR", help="write a JPEG snapshot of each alert here")
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     run.add_argument("--fast", action="store_true", help="read files as fast as the model goes (no frame dropped) instead of at their native rate")
