@@ -7,14 +7,18 @@ SDK; users import them as ``edgemm.errors``. Messages say what was expected and 
 from __future__ import annotations
 
 __all__ = [
+    "AudioError",
     "BackendError",
     "BackendUnavailableError",
     "CompileError",
     "DependencyMissingError",
     "EdgemmError",
+    "EngineBuildError",
     "EngineMismatchError",
+    "EngineNotFoundError",
     "ExportError",
     "GStreamerUnavailableError",
+    "GraphLintError",
     "GraphSpecMismatchError",
     "ImageError",
     "InputError",
@@ -25,7 +29,10 @@ __all__ = [
     "PackFileMissingError",
     "PackIntegrityError",
     "PackNotFoundError",
+    "PromptError",
+    "SampleRateMismatchError",
     "SchemaVersionError",
+    "ShapeProfileError",
     "SinkClosedError",
     "SinkError",
     "SinkSpecError",
@@ -33,6 +40,7 @@ __all__ = [
     "SourceError",
     "SourceUnavailableError",
     "SpoolLockedError",
+    "TextTowerMissingError",
     "UnsafePathError",
     "UnsupportedModelError",
     "ValidationFailedError",
@@ -91,6 +99,11 @@ class EngineMismatchError(PackError):
     """A TensorRT engine was built for another device or TensorRT version than this one."""
 
 
+class EngineNotFoundError(EngineMismatchError):
+    """The TensorRT backend was asked for, but the pack has no engine of that graph for this device
+    (the message lists the engines it has and says to run ``edgemm build``)."""
+
+
 # --- backends --------------------------------------------------------------------------------
 
 
@@ -111,6 +124,15 @@ class InputError(BackendError, ValueError):
 
 class ImageError(EdgemmError, ValueError):
     """An image cannot be read, or is not a picture edgemm can use (empty, corrupt, 16-bit, too small)."""
+
+
+class AudioError(EdgemmError, ValueError):
+    """Audio cannot be read or used: an unreadable or unsupported file, an empty or non-finite
+    waveform, an array of the wrong rank or dtype."""
+
+
+class SampleRateMismatchError(AudioError):
+    """Audio is at another sample rate than the model's; resample it first (edgemm does not, here)."""
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -178,3 +200,29 @@ class ExportError(CompileError):
 
 class ValidationFailedError(CompileError):
     """A compiled graph disagrees with its reference beyond the allowed tolerance."""
+
+
+class EngineBuildError(CompileError):
+    """TensorRT could not build an engine: the ONNX parser rejected a node (the message names it),
+    the builder failed, or a requested feature (DLA) is not available on this device."""
+
+
+class GraphLintError(EngineBuildError):
+    """A graph meant for TensorRT uses something TensorRT's ONNX parser does not accept (an
+    operator, opset, data type, control flow in a decoder step, asymmetric Q/DQ)."""
+
+
+class ShapeProfileError(EngineBuildError, ValueError):
+    """An optimization profile cannot be derived: a dynamic axis has no name or no known range, or a
+    ``--shapes`` override is malformed or inconsistent (min <= opt <= max)."""
+
+
+# --- zero-shot scoring -------------------------------------------------------------------------
+
+
+class PromptError(InputError):
+    """A zero-shot prompt is not usable: empty, not text, or unknown to a pack without a text tower."""
+
+
+class TextTowerMissingError(PromptError, PackError):
+    """A new prompt needs the text tower, and the pack was compiled without it (``--no-text-tower``)."""

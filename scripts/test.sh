@@ -9,6 +9,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 
 echo "== mypy"
+# mypy checks the TensorRT code against tensorrt-stubs, which pip cannot install as a dependency.
+.venv/bin/python scripts/typing_stubs.py
 # The source folders map onto one namespace (sdk -> edgemm, runtime -> edgemm.runtime, ...);
 # mypy cannot follow setuptools' editable mapping, so it checks a copy laid out as installed.
 tree=$(mktemp -d)

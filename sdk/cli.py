@@ -10,11 +10,17 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgemm.runtime._version import __version__
 from edgemm.runtime.errors import EdgemmError
+
+if TYPE_CHECKING:
+    from edgemm.runtime.alerts import Alert
 
 __all__ = ["main"]
 
@@ -47,6 +53,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     files = [ref for c in pack.components for ref in c.referenced_files()]
     summary["path"] = str(pack.path)
     summary["verified"] = {"files": len(files), "sha256": not args.no_hash}
+    backends = {comp.name: _backend_choices(comp, args.backend) for comp in pack.components}
+    for entry in summary["components"]:
+        entry["backends"] = backends[entry["name"]]
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
@@ -65,6 +74,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print("  engines")
             for e in comp.engines:
                 print(f"    {e.device.slug}  {e.precision}  {e.file.path}  (from {e.graph})")
+            print(f"  backends   on this machine (--backend {args.backend})")
+            for variant, choice in backends[comp.name].items():
+                print(f"    {variant}: {choice}")
         else:
             print("  engines    none (run `edgemm build` on the target device to add TensorRT engines)")
         if comp.validation:
@@ -77,6 +89,80 @@ def _cmd_info(args: argparse.Namespace) -> int:
     how = "sizes and sha256" if not args.no_hash else "sizes (sha256 skipped)"
     print(f"\nverified {len(files)} files: paths, {how}, graph inputs/outputs")
     return EXIT_OK
+
+
+def _backend_choices(component: object, backend: str) -> dict[str, str]:
+    """For each graph that has engines: the backend it would run on here, and why."""
+    from edgemm.runtime.backends import choose_backend
+    from edgemm.runtime.pack import Component
+
+    assert isinstance(component, Component)
+    choices: dict[str, str] = {}
+    with_engines = {e.graph for e in component.engines}
+    for graph in component.graphs:
+        if graph.file.path not in with_engines:
+            continue
+        try:
+            choices[graph.variant] = choose_backend(component, graph, backend).describe()
+        except EdgemmError as exc:
+            choices[graph.variant] = f"unavailable: {exc}"
+    return choices
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from edgemm.compile.build import BuildConfig, build_engines
+
+    config = BuildConfig(
+        pack=args.pack,
+        components=tuple(args.component or ()),
+        precisions=tuple(dict.fromkeys(args.precision)) if args.precision else None,
+        shapes=tuple(args.shapes or ()),
+        max_batch=args.max_batch,
+        max_sequence=args.max_sequence,
+        max_past=args.max_past,
+        workspace_gb=args.workspace_gb,
+        optimization_level=args.optimization_level,
+        dla_core=args.dla,
+        timing_cache=args.timing_cache,
+        force=args.force,
+        device_index=args.device,
+    )
+    report = build_engines(config, show_progress=not args.quiet)
+    if args.json:
+        from edgemm.runtime._serde import to_json
+
+        print(json.dumps({
+            "device": to_json(report.device),
+            "timing_cache": report.timing_cache,
+            "engines": [{"component": b.component, "reused": b.reused, **to_json(b.engine)} for b in report.engines],
+            "lint": [f.format() for f in report.lint.findings],
+        }, indent=2))
+        return EXIT_OK
+    for built in report.engines:
+        print(built.describe())
+    print(f"timing cache: {report.timing_cache}")
+    return EXIT_OK
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    from edgemm.runtime.pack import load
+    from edgemm.runtime.tensorrt_lint import DEFAULT_TENSORRT_VERSIONS, lint_pack
+
+    pack = load(args.pack, check_hashes=False)
+    components = [pack.component(name) for name in args.component] if args.component else None
+    report = lint_pack(pack, components=components, versions=tuple(args.tensorrt or DEFAULT_TENSORRT_VERSIONS))
+    if args.json:
+        print(json.dumps({
+            "ok": report.ok,
+            "versions": list(report.versions),
+            "graphs": list(report.graphs),
+            "findings": [{"severity": f.severity, "rule": f.rule, "graph": f.graph, "versions": list(f.versions), "message": f.message} for f in report.findings],
+        }, indent=2))
+    else:
+        for finding in report.findings:
+            print(finding.format())
+        print(report.summary())
+    return EXIT_OK if report.ok else EXIT_ERROR
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -98,8 +184,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         from edgemm.runtime.errors import DependencyMissingError
 
         raise DependencyMissingError(exc.name or "torch", "edgemm compile", "pip install 'edgemm[compile]'") from exc
-    from edgemm.compile.caption import compile_captioner
     from edgemm.compile.config import CompileConfig, ExportConfig, LoadConfig, ValidateConfig, VariantConfig
+    from edgemm.compile.dispatch import compile_model, component_name, model_task
     from edgemm.runtime.errors import CompileError
 
     precisions = list(dict.fromkeys(args.precision or ["fp32"]))
@@ -112,20 +198,112 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         if not usable:
             raise CompileError("--precision fp16 is for GPUs: add --target tensorrt (the CPU backend runs int8 or fp32)")
         variants += [VariantConfig(precision, target) for target in usable]
+    task = model_task(args.model, revision=args.revision, local_files_only=args.offline)
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        prompts += _read_prompts(args.prompts)
+    if task == "caption":
+        if len(prompts) > 1 or args.prompts or args.background or args.no_text_tower:
+            raise CompileError(
+                "captioners take one --prompt (the text the caption starts from); --prompts, --background and "
+                "--no-text-tower are for zero-shot models (CLIP, SigLIP, CLAP)"
+            )
+        export = ExportConfig(opset=args.opset, prompt=prompts[0] if prompts else None, max_new_tokens=args.max_new_tokens)
+    else:
+        if args.max_new_tokens is not None:
+            raise CompileError("--max-new-tokens is for captioners; zero-shot models generate no text")
+        export = ExportConfig(
+            opset=args.opset,
+            prompts=tuple(dict.fromkeys(prompts)),
+            background_prompts=tuple(args.background) if args.background else None,
+            text_tower=not args.no_text_tower,
+        )
     config = CompileConfig(
         load=LoadConfig(args.model, revision=args.revision, local_files_only=args.offline),
         out=args.out,
         component=args.name,
-        export=ExportConfig(opset=args.opset, prompt=args.prompt, max_new_tokens=args.max_new_tokens),
+        export=export,
         variants=tuple(variants),
         calibration=args.calibration,
         num_calibration=args.calibration_images,
         validate=ValidateConfig(num_images=args.validation_images, min_agreement=args.min_agreement),
     )
-    pack = compile_captioner(config, show_progress=not args.quiet)
-    component = pack.component(config.component or "caption")
+    pack = compile_model(config, show_progress=not args.quiet)
+    component = pack.component(component_name(config, task))
     print(f"wrote component '{component.name}' ({component.family}) to {pack.path}: " + ", ".join(g.variant for g in component.graphs))
+    if task != "caption":
+        print(f"prompts in the pack: {component.settings.get('prompts', [])}; text tower: {'yes' if export.text_tower else 'no'}")
     return EXIT_OK
+
+
+def _read_prompts(path: str) -> list[str]:
+    """Prompts from a UTF-8 file, one per line; blank lines and lines starting with '#' are skipped."""
+    from edgemm.runtime.errors import CompileError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CompileError(f"--prompts {path}: expected a UTF-8 text file with one prompt per line, could not read it: {exc}") from exc
+    prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not prompts:
+        raise CompileError(f"--prompts {path}: expected one prompt per line, found none")
+    return prompts
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgemm.runtime.audio_features import read_wav
+    from edgemm.runtime.backends import OrtOptions
+    from edgemm.runtime.errors import AudioError
+    from edgemm.runtime.pack import load
+
+    options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
+    pack = load(args.pack, precision=args.precision, options=options)
+    scorer = pack.scorer(args.component)
+    if args.background is not None:
+        scorer.set_background(args.background)
+    prompts = list(dict.fromkeys(args.prompt)) if args.prompt else list(scorer.compiled_prompts)
+    if not prompts:
+        raise EdgemmError(f"component '{scorer.component.name}' has no compiled prompts; give --prompt TEXT (repeatable)")
+    scorer.add_prompts(prompts)
+    if not args.json:
+        print(f"# {scorer.describe()}", file=sys.stderr)
+    failures = 0
+    for path in args.files:
+        start = time.perf_counter()
+        try:
+            if scorer.modality == "image":
+                embeddings = scorer.embed_images([path])
+            else:
+                if path.lower().endswith(".npy"):
+                    samples = np.load(path, allow_pickle=False)
+                    rate = args.sample_rate or scorer.component.audio.sample_rate_hz
+                elif path.lower().endswith(".wav"):
+                    samples, rate = read_wav(path)
+                else:
+                    raise AudioError(f"audio file {path}: expected a .wav (integer PCM) or .npy (float samples) file")
+                embeddings = scorer.embed_audio([samples], rate)
+            scores = scorer.scores(embeddings, prompts)[0]
+        except EdgemmError as exc:
+            failures += 1
+            print(f"edgemm: error: {exc}", file=sys.stderr)
+            continue
+        latency_ms = (time.perf_counter() - start) * 1000
+        if args.json:
+            record = {
+                "file": path,
+                "scores": {p: round(float(v), 6) for p, v in zip(prompts, scores)},
+                "score_kind": scorer.score_kind,
+                "latency_ms": round(latency_ms, 3),
+                "precision": scorer.precision,
+                "backend": scorer.encoder.name,
+            }
+            print(json.dumps(record), flush=True)
+        else:
+            ranked = sorted(zip(prompts, scores), key=lambda item: -float(item[1]))
+            print(f"{path}: " + ", ".join(f"{p!r} {float(v):.3f}" for p, v in ranked) + f"  ({latency_ms:.0f} ms)", flush=True)
+    return EXIT_ERROR if failures else EXIT_OK
 
 
 def _cmd_caption(args: argparse.Namespace) -> int:
@@ -200,7 +378,7 @@ def _print_stats(stats: object) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
-def _parse_alert(text: str, modality: str) -> object:
+def _parse_alert(text: str, modality: str) -> Alert:
     """``"a person lying on the floor:0.3"`` -> Alert(text, threshold=0.3); the threshold is optional."""
     from edgemm.runtime.alerts import Alert
 
@@ -210,7 +388,7 @@ def _parse_alert(text: str, modality: str) -> object:
     except ValueError:
         threshold = None  # the colon belongs to the text
     if threshold is None:
-        return Alert(text, modality=modality)  # type: ignore[arg-type]
+        return Alert(text, modality=modality)  # type: ignore[arg-type]  # checked in Alert.__post_init__
     return Alert(prompt, threshold=threshold, modality=modality)  # type: ignore[arg-type]
 
 
@@ -279,6 +457,7 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("pack", metavar="PACK", help="pack directory (holding manifest.json)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--no-hash", action="store_true", help="skip sha256 checks (sizes, paths and graph io are still checked)")
+    info.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="show which backend each graph with engines would run on (default auto)")
     info.set_defaults(func=_cmd_info)
 
     comp = sub.add_parser("compile", help="compile a Hugging Face checkpoint into a pack component")
@@ -290,7 +469,16 @@ def _build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--calibration-images", type=int, default=16, metavar="N", help="images used for calibration (default 16)")
     comp.add_argument("--validation-images", type=int, default=8, metavar="N", help="images validated on (default 8)")
     comp.add_argument("--min-agreement", type=float, default=0.9, metavar="F", help="smallest token agreement of a variant with fp32 (default 0.9)")
-    comp.add_argument("--prompt", help='default text prompt (BLIP: "a photography of"; Florence-2: "<DETAILED_CAPTION>")')
+    comp.add_argument(
+        "--prompt",
+        action="append",
+        metavar="TEXT",
+        help='captioners: the default text prompt (BLIP: "a photography of"; Florence-2: "<DETAILED_CAPTION>"); '
+        "zero-shot models (CLIP, SigLIP, CLAP): an alert prompt whose embedding is stored in the pack (repeatable)",
+    )
+    comp.add_argument("--prompts", metavar="FILE", help="zero-shot models: alert prompts, one per line (blank lines and # comments skipped)")
+    comp.add_argument("--background", action="append", metavar="TEXT", help='CLIP/CLAP: a background prompt scores are measured against (repeatable; default "a photo" / "background noise")')
+    comp.add_argument("--no-text-tower", action="store_true", help="zero-shot models: leave the text tower out; only the compiled prompts can be scored")
     comp.add_argument("--max-new-tokens", type=int, help="default caption length limit (default: the model's)")
     comp.add_argument("--name", help="component name in the pack (default: caption)")
     comp.add_argument("--revision", help="hub revision (branch, tag or commit)")
@@ -334,6 +522,44 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
     run.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
     run.set_defaults(func=_cmd_run)
+
+    build = sub.add_parser("build", help="build TensorRT engines for a pack on this device")
+    build.add_argument("pack", metavar="PACK", help="pack directory; engines go to <component>/engines/<device-key>/")
+    build.add_argument("--component", action="append", metavar="NAME", help="component to build (repeatable; default all)")
+    build.add_argument("--precision", action="append", choices=["fp32", "fp16", "int8"], help="only graphs of this precision (repeatable; fp32 adds the fp32 graphs)")
+    build.add_argument("--shapes", action="append", metavar="SPEC", help="AXIS=MIN:OPT:MAX (e.g. past_sequence=0:64:256) or INPUT=SHAPE:SHAPE:SHAPE (e.g. pixel_values=1x3x384x384:...); repeatable")
+    build.add_argument("--max-batch", type=int, default=4, metavar="N", help="largest batch (images x beams) the engines take (default 4)")
+    build.add_argument("--max-sequence", type=int, default=64, metavar="N", help="longest token input, e.g. the prompt (default 64)")
+    build.add_argument("--max-past", type=int, metavar="N", help="longest decoder cache (default: max_new_tokens + max-sequence)")
+    build.add_argument("--workspace-gb", type=float, metavar="G", help="TensorRT workspace memory limit in GiB (default: TensorRT's)")
+    build.add_argument("--optimization-level", type=int, default=3, choices=range(6), metavar="0-5", help="builder optimization level (default 3)")
+    build.add_argument("--dla", type=int, metavar="N", help="build for DLA core N with GPU fallback (Jetson AGX Orin / Orin NX)")
+    build.add_argument("--timing-cache", metavar="PATH", help="timing cache file (default: one per device under ~/.cache/edgemm/tensorrt)")
+    build.add_argument("--force", action="store_true", help="rebuild engines already built for this device")
+    build.add_argument("--device", type=int, default=0, metavar="N", help="CUDA device index (default 0)")
+    build.add_argument("--json", action="store_true", help="print the result as JSON")
+    build.add_argument("--quiet", action="store_true", help="no progress output")
+    build.set_defaults(func=_cmd_build)
+
+    lint = sub.add_parser("lint", help="check a pack's TensorRT graphs against what TensorRT's ONNX parser accepts")
+    lint.add_argument("pack", metavar="PACK")
+    lint.add_argument("--component", action="append", metavar="NAME", help="component to check (repeatable; default all)")
+    lint.add_argument("--tensorrt", action="append", metavar="VERSION", help="TensorRT version to check against (repeatable; default 10.3 and 11.0)")
+    lint.add_argument("--json", action="store_true", help="print the findings as JSON")
+    lint.set_defaults(func=_cmd_lint)
+
+    score = sub.add_parser("score", help="score image or audio files against text prompts with a zero-shot pack")
+    score.add_argument("pack", metavar="PACK")
+    score.add_argument("files", metavar="FILE", nargs="+", help="images (CLIP, SigLIP); audio (CLAP): integer PCM .wav, or .npy float samples at --sample-rate")
+    score.add_argument("--prompt", action="append", metavar="TEXT", help="prompt to score (repeatable; default: the prompts compiled into the pack)")
+    score.add_argument("--background", action="append", metavar="TEXT", help="CLIP/CLAP: background prompts instead of the pack's (repeatable)")
+    score.add_argument("--json", action="store_true", help="one JSON object per file: file, scores {prompt: probability}, latency_ms, ...")
+    score.add_argument("--sample-rate", type=int, metavar="HZ", help=".npy audio: its sample rate (default: the model's)")
+    score.add_argument("--component", help="zero-shot component to use, when the pack has several")
+    score.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    score.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
+    score.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
+    score.set_defaults(func=_cmd_score)
 
     doctor = sub.add_parser("doctor", help="report what this machine offers edgemm")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
