@@ -8,9 +8,6 @@ replaced in an existing pack.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,39 +16,42 @@ from typing import Any
 import numpy as np
 
 from edgemm.runtime import graph_io
-from edgemm.runtime._version import __version__
-from edgemm.runtime.backends import OrtOptions
 from edgemm.runtime.captioner import Captioner
 from edgemm.runtime.errors import (
     CompileError,
     EdgemmError,
-    PackError,
     UnsupportedModelError,
     ValidationFailedError,
 )
 from edgemm.runtime.image import preprocess
 from edgemm.runtime.pack import (
-    MANIFEST_NAME,
     Component,
     Graph,
-    Manifest,
     Pack,
-    Provenance,
     ValidationResult,
     file_ref,
     graph_from_file,
-    read_manifest,
-    write_manifest,
 )
 
 from .config import CompileConfig, VariantConfig
 from .families import CAPTION_ARCHITECTURES, CaptionFamily, caption_family
 from .images import calibration_images, synthetic_images
 from .progress import Progress
+from .staging import (
+    CPU,
+    check_out,
+    install,
+    load_staged,
+    provenance,
+    quantize_variant,
+    read_model_config,
+    report,
+    staging,
+    summary,
+)
 
 __all__ = ["compile_captioner", "detect_architecture", "load_captioner", "teacher_forced_logits"]
 
-_CPU = OrtOptions(providers=("cpu",))
 _MAX_CALIBRATION_STEPS = 96
 
 
@@ -61,13 +61,7 @@ def detect_architecture(model: str, *, revision: str | None, local_files_only: b
     Raises:
         CompileError: the checkpoint cannot be found or read.
     """
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model, revision=revision, local_files_only=local_files_only)
-    except Exception as exc:
-        where = "a local directory" if os.path.isdir(model) else "a local directory or a hub id reachable from here"
-        raise CompileError(f"could not read the model config of {model!r} (expected {where}): {type(exc).__name__}: {exc}") from exc
+    config = read_model_config(model, revision=revision, local_files_only=local_files_only)
     architectures = list(getattr(config, "architectures", None) or [])
     for name in architectures:
         if name in CAPTION_ARCHITECTURES:
@@ -97,18 +91,6 @@ def load_captioner(model: str, *, revision: str | None = None, local_files_only:
         raise
     except Exception as exc:
         raise CompileError(f"could not load {architecture} from {model!r}: {type(exc).__name__}: {exc}") from exc
-
-
-def _tool_versions() -> dict[str, str]:
-    import importlib.metadata
-
-    versions = {}
-    for dist in ("torch", "transformers", "onnx", "onnxscript", "onnxruntime"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _clean_up_spaces(tokenizer: Any) -> bool:
@@ -364,7 +346,7 @@ def _record_calibration(captioner: Captioner, images: list[np.ndarray], max_new:
 
 
 def _component(
-    family: CaptionFamily, staging: Path, name: str, graphs: Sequence[Graph], config: CompileConfig, validation: Sequence[ValidationResult]
+    family: CaptionFamily, root: Path, name: str, graphs: Sequence[Graph], config: CompileConfig, validation: Sequence[ValidationResult]
 ) -> Component:
     prompt = family.prompt_spec(config.export.prompt)
     settings = {**prompt.to_settings(), "clean_up_tokenization_spaces": _clean_up_spaces(family.tokenizer)}
@@ -373,45 +355,14 @@ def _component(
         task="caption",
         family=family.name,
         graphs=tuple(graphs),
-        provenance=Provenance(
-            source=config.load.model,
-            architecture=family.architectures[0],
-            edgemm_version=__version__,
-            created_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            revision=config.load.revision,
-            recipe=config.to_json(),
-            tool_versions=_tool_versions(),
-        ),
-        files={"tokenizer": file_ref(staging, f"{name}/tokenizer.json")},
+        provenance=provenance(config, family.architectures[0]),
+        files={"tokenizer": file_ref(root, f"{name}/tokenizer.json")},
         image=family.image_preprocessing(),
         generation=family.generation_settings(config.export.max_new_tokens, prompt),
         kv_cache=family.kv_layout(),
         settings=settings,
         validation=tuple(validation),
     )
-
-
-def _install(staging: Path, out: Path, component: Component) -> Pack:
-    """Moves the staged component into the pack and records it in the manifest (only it is replaced)."""
-    from edgemm.runtime.pack import load
-
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(out) if (out / MANIFEST_NAME).exists() else Manifest()
-    target = out / component.name
-    backup = out / f".{component.name}.old-{os.getpid()}"
-    if target.exists():
-        target.rename(backup)
-    try:
-        (staging / component.name).rename(target)
-        write_manifest(out, manifest.with_component(component))
-    except BaseException:
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        if backup.exists():
-            backup.rename(target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-    return load(out)
 
 
 def compile_captioner(config: CompileConfig, *, show_progress: bool = True) -> Pack:
@@ -431,16 +382,10 @@ def compile_captioner(config: CompileConfig, *, show_progress: bool = True) -> P
         CompileError: anything else that stops the compile.
     """
     out = Path(config.out)
-    if (out / MANIFEST_NAME).exists():
-        read_manifest(out)  # refuse to touch a pack this edgemm cannot read, before any work
-    elif out.exists() and any(out.iterdir()):
-        raise CompileError(f"{out}: expected a pack directory or an empty/new directory, found other files")
+    check_out(out)  # refuse to touch a pack this edgemm cannot read, before any work
     name = config.component or "caption"
     progress = Progress(3 + len(config.variants), enabled=show_progress)
-    staging = out.parent / f".{out.name}.staging-{name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / name).mkdir(parents=True)
-    try:
+    with staging(out, name) as root:
         # The user's images are read first: a bad calibration folder fails before minutes of export.
         if config.calibration:
             images = calibration_images(config.calibration, max(config.validate.num_images, config.num_calibration))
@@ -453,28 +398,24 @@ def compile_captioner(config: CompileConfig, *, show_progress: bool = True) -> P
                 raise UnsupportedModelError(f"{family.architectures[0]} captioners take no text prompt; drop --prompt")
             progress.note(f"{family.architectures[0]} -> family {family.name}")
         with progress.stage("exporting fp32 graphs (encoder, decoder step with KV cache)"):
-            _export_fp32(family, staging / name, config.export.opset, family.prompt_spec(config.export.prompt).default_prompt)
-            family.tokenizer.backend_tokenizer.save(str(staging / name / "tokenizer.json"))
+            _export_fp32(family, root / name, config.export.opset, family.prompt_spec(config.export.prompt).default_prompt)
+            family.tokenizer.backend_tokenizer.save(str(root / name / "tokenizer.json"))
             graphs = [
-                graph_from_file(staging, f"{name}/{role}.onnx", role=role, precision="fp32", target="any")
+                graph_from_file(root, f"{name}/{role}.onnx", role=role, precision="fp32", target="any")
                 for role in ("encoder", "decoder_step")
             ]
             progress.note(f"encoder {graphs[0].file.size_bytes / 1e6:.1f} MB, decoder step {graphs[1].file.size_bytes / 1e6:.1f} MB")
 
         def staged_captioner(graph_list: Sequence[Graph], precision: str, target: str) -> Captioner:
-            component = _component(family, staging, name, graph_list, config, ())
-            write_manifest(staging, Manifest(components=(component,)))
-            from edgemm.runtime.pack import load
-
-            # Every variant is measured here with ONNX Runtime on the CPU, GPU flavours included.
-            return Captioner(load(staging, check_hashes=False), name, precision=precision, options=_CPU, graph_target=target)
+            staged = load_staged(root, _component(family, root, name, graph_list, config, ()))
+            return Captioner(staged, name, precision=precision, options=CPU, graph_target=target)
 
         with progress.stage(f"validating fp32 graphs against torch on {len(validation_images)} images"):
             fp32 = staged_captioner(graphs, "fp32", "cpu")
             fp32_result, reference_tokens = _validate_fp32(family, fp32, validation_images, config, progress)
-            _report(progress, fp32_result)
+            report(progress, fp32_result)
             if not fp32_result.passed:
-                raise ValidationFailedError(f"fp32 export is outside tolerance: {_summary(fp32_result)}")
+                raise ValidationFailedError(f"fp32 export is outside tolerance: {summary(fp32_result)}")
         assert fp32.component.image is not None
         assert fp32.component.generation is not None
         pixels = preprocess(validation_images, fp32.component.image)
@@ -487,41 +428,16 @@ def compile_captioner(config: CompileConfig, *, show_progress: bool = True) -> P
                 if static and calibration is None:
                     calibration = _record_calibration(fp32, images[: config.num_calibration], config.validate.max_new_tokens)
                     progress.note(f"calibration: {len(calibration[0])} images, {len(calibration[1])} decoder steps")
-                from .quantize import quantize_graph
-
-                suffix = f"{variant.precision}-{variant.target if variant.precision == 'int8' else 'gpu'}"
-                target = "gpu" if variant.precision == "fp16" else variant.target
-                new_graphs = []
-                for role, feeds_index in (("encoder", 0), ("decoder_step", 1)):
-                    relative = f"{name}/{role}.{suffix}.onnx"
-                    feeds = calibration[feeds_index] if (static and calibration is not None) else None
-                    flavour = quantize_graph(staging / name / f"{role}.onnx", staging / relative, variant, feeds)
-                    new_graphs.append(graph_from_file(staging, relative, role=role, precision=variant.precision, target=target, quantization=flavour))
-                staged = staged_captioner(new_graphs, variant.precision, target)
+                feeds = {"encoder": calibration[0], "decoder_step": calibration[1]} if (static and calibration is not None) else None
+                new_graphs = quantize_variant(root, name, ("encoder", "decoder_step"), variant, feeds)
+                staged = staged_captioner(new_graphs, variant.precision, new_graphs[0].target)
                 result = _validate_variant(variant, staged, fp32_run, pixels, reference_tokens, config)
-                _report(progress, result)
+                report(progress, result)
                 if not result.passed:
                     raise ValidationFailedError(
-                        f"{variant.label} variant agrees with fp32 below the floor (--min-agreement {config.validate.min_agreement}): {_summary(result)}"
+                        f"{variant.label} variant agrees with fp32 below the floor (--min-agreement {config.validate.min_agreement}): {summary(result)}"
                     )
                 graphs += new_graphs
                 results.append(result)
-        final = _component(family, staging, name, graphs, config, results)
-        return _install(staging, out, final)
-    except (EdgemmError, KeyboardInterrupt):
-        raise
-    except PackError:
-        raise
-    except Exception as exc:
-        raise CompileError(f"compile failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _summary(result: ValidationResult) -> str:
-    return ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-
-
-def _report(progress: Progress, result: ValidationResult) -> None:
-    verdict = "PASS" if result.passed else "FAIL"
-    progress.note(f"{verdict} {result.subject} vs {result.reference}: {_summary(result)}")
+        final = _component(family, root, name, graphs, config, results)
+        return install(root, out, final)

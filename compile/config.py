@@ -52,17 +52,39 @@ class ExportConfig:
         prompt: text prompt the captioner starts from (BLIP: "a photography of"; Florence-2: a
             task token such as "<CAPTION>"); None uses the family's default.
         max_new_tokens: default caption length limit stored in the pack (None: the model's own).
+        prompts: zero-shot models (CLIP, SigLIP, CLAP): alert prompts whose text embeddings are
+            computed at compile time and stored in the pack.
+        background_prompts: zero-shot softmax families (CLIP, CLAP): the prompts every score is
+            measured against besides the asked ones (None: the family's defaults, "a photo" /
+            "background noise"); stored in the pack with their embeddings.
+        text_tower: zero-shot models: keep the text tower in the pack, so prompts can be added at
+            run time. False keeps only the image/audio tower; only ``prompts`` can then be scored.
     """
 
     opset: int = 18
     prompt: str | None = None
     max_new_tokens: int | None = None
+    prompts: tuple[str, ...] = ()
+    background_prompts: tuple[str, ...] | None = None
+    text_tower: bool = True
 
     def __post_init__(self) -> None:
         if not 17 <= self.opset <= 21:
             raise CompileError(f"opset: expected 17..21, got {self.opset}")
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:
             raise CompileError(f"max_new_tokens: expected a positive number, got {self.max_new_tokens}")
+        for field_name, values in (("prompts", self.prompts), ("background_prompts", self.background_prompts or ())):
+            for i, value in enumerate(values):
+                if not isinstance(value, str) or not value.strip():
+                    raise CompileError(f"{field_name}[{i}]: expected text, got an empty prompt {value!r}")
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise CompileError(f"{field_name}: expected each prompt once, got {dupes} more than once")
+        if not self.text_tower and not self.prompts:
+            raise CompileError(
+                "text_tower=False (--no-text-tower) keeps only the prompts compiled into the pack: expected at least one prompt "
+                "(--prompt TEXT or --prompts FILE), got none"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,14 +124,18 @@ class ValidateConfig:
         max_new_tokens: tokens decoded per image when comparing captions.
         logits_tolerance: the largest teacher-forced logits difference allowed between the fp32
             graphs and the torch model; beyond it the compile fails.
-        min_agreement: the smallest teacher-forced top-1 token agreement allowed between a
-            reduced-precision variant and fp32; below it the compile fails.
+        min_agreement: the smallest teacher-forced top-1 token agreement (captioners) or top-1
+            prompt agreement (zero-shot models) allowed between a reduced-precision variant and
+            fp32; below it the compile fails.
+        min_cosine: zero-shot models: the smallest cosine similarity allowed between an fp32
+            graph's embeddings and the torch model's; below it the compile fails.
     """
 
     num_images: int = 8
     max_new_tokens: int = 20
     logits_tolerance: float = 1e-3
     min_agreement: float = 0.9
+    min_cosine: float = 0.9999
 
     def __post_init__(self) -> None:
         if self.num_images < 1:
@@ -118,6 +144,8 @@ class ValidateConfig:
             raise CompileError(f"min_agreement: expected a fraction in [0, 1], got {self.min_agreement}")
         if self.logits_tolerance <= 0:
             raise CompileError(f"logits_tolerance: expected a positive number, got {self.logits_tolerance}")
+        if not -1.0 <= self.min_cosine <= 1.0:
+            raise CompileError(f"min_cosine: expected a cosine in [-1, 1], got {self.min_cosine}")
 
 
 @dataclass(frozen=True)

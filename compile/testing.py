@@ -3,7 +3,9 @@
 Each builder writes a complete Hugging Face checkpoint directory (config, weights, processor,
 tokenizer, generation config) with ``save_pretrained``, so ``edgemm compile`` treats it exactly
 like a downloaded model. ``tiny_*`` builders make models of a few hundred kilobytes whose weights
-are scaled so greedy decoding varies (random models otherwise repeat one token); ``*_base``
+are scaled so outputs vary with the input (random models otherwise repeat one token, or give every
+image nearly the same embedding): captioners (BLIP, ViT-GPT2, ViT-BERT, Florence-2) and zero-shot
+models (CLIP, SigLIP, CLAP with and without fusion); ``*_base``
 builders use the released checkpoints' configurations (sizes, special tokens, processors,
 generation settings) with random weights.
 
@@ -14,19 +16,30 @@ config files as best known; ``docs/CAPTIONING.md`` says what has been checked ag
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ALERT_WORDS",
     "CAPTION_WORDS",
+    "CLAP_EXTRACTOR_FUSED",
+    "CLAP_EXTRACTOR_UNFUSED",
     "bert_vocab",
     "blip_base",
     "byte_level_bpe",
+    "clap_base",
+    "clip_base",
+    "clip_bpe",
     "florence2_base",
+    "siglip_base",
     "tiny_blip",
+    "tiny_clap",
+    "tiny_clip",
     "tiny_florence2",
+    "tiny_siglip",
     "tiny_vit_bert",
     "tiny_vit_gpt2",
     "vit_gpt2_base",
@@ -88,7 +101,8 @@ def byte_level_bpe(vocab_size: int, special_tokens: Sequence[str]) -> tuple[dict
 
 
 def _sharpen(model: Any, std: float, seed: int) -> None:
-    """Rescales matrix weights so a random model's greedy decoding is not one repeated token."""
+    """Redraws matrix weights with a larger spread, so a random model's outputs depend on its input:
+    greedy decoding is not one repeated token, embeddings of different images or clips differ."""
     import torch
 
     torch.manual_seed(seed)
@@ -294,3 +308,227 @@ def florence2_base(out: str | Path, *, seed: int = 0) -> Path:
 def temporary_checkpoint(builder: Any, **kwargs: Any) -> Path:
     """Builds a checkpoint into a new temporary directory (left for the caller to remove)."""
     return Path(builder(tempfile.mkdtemp(prefix="edgemm-model-"), **kwargs))
+
+
+# --- zero-shot: CLIP, SigLIP, CLAP ---------------------------------------------------------------
+
+ALERT_WORDS = ["a", "photo", "of", "the", "sound", "person", "dog", "cat", "car", "fire", "smoke", "door", "window", "glass", "breaking", "barking", "alarm", "bell", "speech", "music", "noise", "background", "empty", "room", "lying", "floor", "falling", "open", "street", "night", "siren", "baby", "crying", "knock", "water", "running"]
+
+CLAP_EXTRACTOR_UNFUSED: dict[str, Any] = {
+    "feature_size": 64,
+    "sampling_rate": 48_000,
+    "hop_length": 480,
+    "max_length_s": 10,
+    "fft_window_size": 1024,
+    "frequency_min": 50,
+    "frequency_max": 14_000,
+    "truncation": "rand_trunc",
+    "padding": "repeatpad",
+}
+"""laion/clap-htsat-unfused's feature extractor settings (preprocessor_config.json, as best known)."""
+
+CLAP_EXTRACTOR_FUSED: dict[str, Any] = {**CLAP_EXTRACTOR_UNFUSED, "truncation": "fusion"}
+"""laion/clap-htsat-fused's feature extractor settings: as the unfused one, with fusion truncation."""
+
+
+def _alert_corpus() -> list[str]:
+    import random
+
+    rng = random.Random(0)
+    templates = ("a photo of a {}", "the sound of a {} {}", "a {} {} on the {}", "{} {} at night", "a {} and a {}")
+    return [t.format(*(rng.choice(ALERT_WORDS) for _ in range(t.count("{}")))) for _ in range(300) for t in templates]
+
+
+def clip_bpe(vocab_size: int) -> tuple[dict[str, int], list[Any]]:
+    """A CLIP-style BPE (lowercased, byte-level, ``</w>`` ends words) trained on alert-like text."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_alert_corpus(), trainer)
+    data = json.loads(tokenizer.to_str())
+    vocab = {str(k): int(v) for k, v in data["model"]["vocab"].items()}
+    for char in sorted(alphabet):
+        # Every byte, alone and ending a word, as CLIP's vocabulary has them: no prompt is unknown.
+        for token in (char, f"{char}</w>"):
+            vocab.setdefault(token, len(vocab))
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else (m[0], m[1]) for m in data["model"]["merges"]]
+    return vocab, [(a, b) for a, b in merges]
+
+
+def _clip(
+    out: Path, vision: dict[str, Any], text: dict[str, Any], projection_dim: int, image_size: int, vocab_size: int, std: float | None, seed: int
+) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    vocab, merges = clip_bpe(vocab_size)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=text["max_position_embeddings"])
+    config = CLIPConfig(
+        vision_config={**vision, "image_size": image_size},
+        text_config={
+            **text,
+            "vocab_size": len(vocab),
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    if std is not None:
+        _sharpen(model, std, seed)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    return _save(model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer), out)
+
+
+def tiny_clip(out: str | Path, *, seed: int = 0) -> Path:
+    """A CLIP with 2-layer towers (hidden 32), 32x32 input (shortest edge + center crop, as CLIP's
+    processor) and a CLIP-style BPE of about 600 tokens."""
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "patch_size": 8}
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 32}
+    return _clip(Path(out), vision, text, 16, 32, 300, 0.2, seed)
+
+
+def clip_base(out: str | Path, *, seed: int = 0) -> Path:
+    """openai/clip-vit-base-patch32's configuration (ViT-B/32 at 224, 12-layer 512-wide text tower,
+    77 positions, projection 512) with random weights and a small CLIP-style BPE standing in for its
+    49408-token one."""
+    vision = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 32}
+    text = {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8, "max_position_embeddings": 77}
+    return _clip(Path(out), vision, text, 512, 224, 2000, None, seed)
+
+
+def _gemma_bpe(vocab_size: int) -> tuple[dict[str, int], list[Any]]:
+    """A Gemma-style BPE ("▁" for spaces; <pad>=0, <eos>=1, <bos>=2, <unk>=3) on alert-like text."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(pattern="▁", behavior="merged_with_previous")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"], show_progress=False)
+    tokenizer.train_from_iterator([*_alert_corpus(), " ".join(ALERT_WORDS).upper()], trainer)
+    data = json.loads(tokenizer.to_str())
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else (m[0], m[1]) for m in data["model"]["merges"]]
+    return {str(k): int(v) for k, v in data["model"]["vocab"].items()}, [(a, b) for a, b in merges]
+
+
+def _siglip(out: Path, vision: dict[str, Any], text: dict[str, Any], image_size: int, vocab_size: int, std: float | None, seed: int) -> Path:
+    import torch
+    from transformers import GemmaTokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    vocab, merges = _gemma_bpe(vocab_size)
+    # SigLIP was trained on text padded to its 64 positions with no attention mask: the text tower
+    # pools the last position, padding included. The tokenizer says so by taking input_ids only.
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=merges, model_max_length=text["max_position_embeddings"], model_input_names=["input_ids"])
+    config = SiglipConfig(
+        vision_config={**vision, "image_size": image_size},
+        text_config={**text, "vocab_size": len(vocab), "pad_token_id": vocab["<pad>"], "bos_token_id": vocab["<bos>"], "eos_token_id": vocab["<eos>"]},
+    )
+    torch.manual_seed(seed)
+    model = SiglipModel(config).eval()
+    with torch.no_grad():
+        # SigLIP's initial temperature and bias (log 10, -10): transformers draws them at random.
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-10.0)
+    if std is not None:
+        _sharpen(model, std, seed)
+    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    return _save(model, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer), out)
+
+
+def tiny_siglip(out: str | Path, *, seed: int = 0) -> Path:
+    """A SigLIP with 2-layer towers (hidden 32), 32x32 input, 16 text positions (padded to them,
+    no attention mask, as SigLIP is trained) and a Gemma-style BPE (as SigLIP 2's fixed-resolution
+    checkpoints, which are ``SiglipModel``s)."""
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "patch_size": 8}
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 16}
+    return _siglip(Path(out), vision, text, 32, 300, 0.2, seed)
+
+
+def siglip_base(out: str | Path, *, seed: int = 0) -> Path:
+    """google/siglip-base-patch16-224's configuration (ViT-B/16 at 224, 12-layer text tower with 64
+    positions) with random weights and a small Gemma-style BPE standing in for its 32000-token
+    SentencePiece vocabulary."""
+    vision = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 16}
+    text = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 64}
+    return _siglip(Path(out), vision, text, 224, 2000, None, seed)
+
+
+def _clap(
+    out: Path, audio: dict[str, Any], text: dict[str, Any], extractor: dict[str, Any], projection_dim: int, vocab_size: int, std: float | None, seed: int
+) -> Path:
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+
+    vocab, merges = byte_level_bpe(vocab_size, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=text["max_position_embeddings"] - 2)
+    config = ClapConfig(
+        audio_config={**audio, "projection_dim": projection_dim},
+        text_config={**text, "vocab_size": len(vocab), "projection_dim": projection_dim, "pad_token_id": vocab["<pad>"], "bos_token_id": vocab["<s>"], "eos_token_id": vocab["</s>"]},
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    model = ClapModel(config).eval()
+    if std is not None:
+        _sharpen(model, std, seed)
+    return _save(model, ClapProcessor(feature_extractor=ClapFeatureExtractor(**extractor), tokenizer=tokenizer), out)
+
+
+def tiny_clap(out: str | Path, *, fused: bool = False, seed: int = 0) -> Path:
+    """A CLAP with a 2-stage HTSAT audio tower on 64 mel bins of 1 s at 8 kHz (51 frames, resized
+    to the tower's 64 inside the model, as the released models resize 1001 frames to 1024) and a
+    2-layer RoBERTa text tower. ``fused=True`` adds the feature fusion of laion/clap-htsat-fused
+    (4-channel input, ``is_longer``) and its "fusion" truncation."""
+    audio = {
+        "spec_size": 64,
+        "num_mel_bins": 64,
+        "patch_size": 4,
+        "patch_stride": [4, 4],
+        "window_size": 4,
+        "depths": [1, 1],
+        "num_attention_heads": [2, 4],
+        "patch_embeds_hidden_size": 16,
+        "hidden_size": 32,
+        "enable_fusion": fused,
+        "fusion_type": "aff_2d" if fused else None,
+    }
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 66}
+    extractor = {
+        "feature_size": 64,
+        "sampling_rate": 8000,
+        "hop_length": 160,
+        "max_length_s": 1,
+        "fft_window_size": 512,
+        "frequency_min": 50,
+        "frequency_max": 4000,
+        "truncation": "fusion" if fused else "rand_trunc",
+        "padding": "repeatpad",
+    }
+    return _clap(Path(out), audio, text, extractor, 16, 300, 0.2, seed)
+
+
+def clap_base(out: str | Path, *, fused: bool = False, seed: int = 0) -> Path:
+    """laion/clap-htsat-unfused's configuration (HTSAT: 4 stages [2, 2, 6, 2], 96-wide patches,
+    spec size 256, 64 mel bins; RoBERTa-base text tower; projection 512; 10 s at 48 kHz) with random
+    weights and a small byte-level BPE standing in for RoBERTa's 50265 tokens. ``fused=True``:
+    laion/clap-htsat-fused (feature fusion, "fusion" truncation)."""
+    audio = {"enable_fusion": fused, "fusion_type": "aff_2d" if fused else None, "hidden_size": 768}
+    text = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 514}
+    extractor = CLAP_EXTRACTOR_FUSED if fused else CLAP_EXTRACTOR_UNFUSED
+    return _clap(Path(out), audio, text, extractor, 512, 2000, None, seed)

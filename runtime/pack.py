@@ -455,7 +455,8 @@ class Pack:
     """A loaded, verified model pack. Build it with :func:`load`.
 
     Besides describing the pack, it runs it: ``pack.caption(image)`` builds the captioner on first
-    use (with the precision and ONNX Runtime options given to :func:`load`) and keeps it.
+    use (with the precision and ONNX Runtime options given to :func:`load`) and keeps it;
+    ``pack.scorer()`` does the same for a zero-shot (alert) component.
     """
 
     def __init__(self, path: Path, manifest: Manifest, *, precision: str = "auto", options: Any = None) -> None:
@@ -464,6 +465,7 @@ class Pack:
         self.precision = precision
         self.options = options
         self._captioners: dict[str | None, Any] = {}
+        self._scorers: dict[str | None, Any] = {}
 
     def captioner(self, component: str | None = None) -> Any:
         """The :class:`edgemm.runtime.captioner.Captioner` of a caption component (built once)."""
@@ -472,6 +474,14 @@ class Pack:
 
             self._captioners[component] = Captioner(self, component, precision=self.precision, options=self.options)
         return self._captioners[component]
+
+    def scorer(self, component: str | None = None) -> Any:
+        """The :class:`edgemm.runtime.zero_shot.ZeroShotScorer` of a zero-shot component (built once)."""
+        if component not in self._scorers:
+            from .zero_shot import ZeroShotScorer
+
+            self._scorers[component] = ZeroShotScorer(self, component, precision=self.precision, options=self.options)
+        return self._scorers[component]
 
     def caption(self, image: Any, **kwargs: Any) -> Any:
         """Captions one image (path, PIL image, or RGB uint8 array (H, W, 3)) -> :class:`Caption`.

@@ -2,10 +2,11 @@
 # Fetches the real media the tests use from Debian packages, without installing them:
 # `apt-get download` + `dpkg -x` into .cache/media/<package>/ (ignored by git). Safe to re-run.
 #   opencv-doc               photos (fruits.jpg, baboon.jpg, ...) and videos (vtest.avi)
+#   sound-theme-freedesktop  event sounds (bell.oga, alarm-clock-elapsed.oga, ...; Ogg Vorbis, 8-96 kHz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(opencv-doc)
+PACKAGES=(opencv-doc sound-theme-freedesktop)
 
 mkdir -p .cache/debs .cache/media
 for pkg in "${PACKAGES[@]}"; do

@@ -20,3 +20,50 @@ def media(relative: str) -> Path:
 def opencv_sample(name: str) -> Path:
     """A sample image or video shipped by Debian's opencv-doc (e.g. 'fruits.jpg', 'vtest.avi')."""
     return media(f"{OPENCV_DATA}/{name}")
+
+
+FREEDESKTOP_SOUNDS = "sound-theme-freedesktop/usr/share/sounds/freedesktop/stereo"
+
+# Decodes an Ogg Vorbis file to 16-bit PCM WAV with GStreamer (python3-gi and
+# gstreamer1.0-plugins-base, which scripts/setup.sh installs for the RTSP tests).
+_GST_DECODE = """
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+pipeline = Gst.parse_launch(
+    "filesrc name=src ! oggdemux ! vorbisdec ! audioconvert ! audio/x-raw,format=S16LE ! wavenc ! filesink name=dst"
+)
+pipeline.get_by_name("src").set_property("location", sys.argv[1])
+pipeline.get_by_name("dst").set_property("location", sys.argv[2])
+pipeline.set_state(Gst.State.PLAYING)
+message = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+pipeline.set_state(Gst.State.NULL)
+if message is None or message.type != Gst.MessageType.EOS:
+    sys.exit(f"decoding failed: {message.parse_error() if message is not None else 'timeout'}")
+"""
+
+
+def freedesktop_sound(name: str) -> Path:
+    """An event sound of Debian's sound-theme-freedesktop (e.g. 'bell.oga', 'alarm-clock-elapsed.oga'),
+    decoded once from Ogg Vorbis to a 16-bit PCM WAV under .cache/media/decoded/ (channels and rate
+    kept). Decodes with ffmpeg when it is installed, else with the system python's GStreamer."""
+    import shutil
+    import subprocess
+
+    source = media(f"{FREEDESKTOP_SOUNDS}/{name}")
+    target = MEDIA / "decoded" / f"{Path(name).stem}.wav"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial.wav")
+    if shutil.which("ffmpeg"):
+        command = ["ffmpeg", "-loglevel", "error", "-y", "-i", str(source), "-c:a", "pcm_s16le", str(partial)]
+    else:
+        command = ["/usr/bin/python3", "-c", _GST_DECODE, str(source), str(partial)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"could not decode {source} ({command[0]}): {result.stderr.strip()[-500:]}")
+    partial.replace(target)
+    return target
