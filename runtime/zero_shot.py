@@ -353,6 +353,22 @@ class ZeroShotScorer:
         for prompt, row in zip(new, self.embed_texts(new)):
             self._embeddings[prompt] = row
 
+    def set_prompt_embedding(self, prompt: str, embedding: np.ndarray) -> None:
+        """Uses ``embedding`` for ``prompt`` instead of the text tower's: e.g. the image tower's
+        embedding of a reference picture, for an alert on "something that looks like this".
+
+        Args:
+            embedding: np.ndarray, shape (d,), float; normalised here.
+
+        Raises:
+            PromptError: an empty prompt. InputError: an embedding of the wrong shape or all zeros.
+        """
+        (prompt,) = _check_prompts([prompt])
+        vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if (self.dim and vector.shape[0] != self.dim) or not np.isfinite(vector).all() or not vector.any():
+            raise InputError(f"embedding for {prompt!r}: expected a finite, non-zero vector of {self.dim or 'd'} floats, got shape {np.shape(embedding)}")
+        self._embeddings[prompt] = vector / np.linalg.norm(vector)
+
     def prompt_embeddings(self, prompts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``prompts`` from the pack or the cache, embedding new ones first.
 
