@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgemm import errors
 from edgemm.runtime._version import __version__
+from edgemm.runtime.alerts import Alert, AlertEvent
 from edgemm.runtime.backends import OrtOptions
 from edgemm.runtime.errors import EdgemmError
 from edgemm.runtime.events import Caption
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from edgemm import compile
 
 __all__ = [
+    "Alert",
+    "AlertEvent",
     "Caption",
     "CaptionPolicy",
     "EdgemmError",
