@@ -947,6 +947,8 @@ class Source:
         Raises:
             SourceDisconnectedError: the policy's attempts are used up.
         """
+        if self._stop.is_set():
+            return False  # closing ends the stream: not a disconnection to report
         lost_at = time.monotonic()
         with self._cond:
             self._connected = False
