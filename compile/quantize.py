@@ -3,6 +3,11 @@
 Precision lives in the graph (ARCHITECTURE.md): FP16 graphs carry their casts, INT8 graphs
 carry explicit quantization, so every backend runs exactly what was validated.
 
+Weights that reach a MatMul through a Transpose (a language-model head tied to the token
+embedding: ``MatMul(hidden, Transpose(embedding))``) are folded into transposed copies first:
+the quantizers only quantize MatMuls whose weight is an initializer, and the head over the
+vocabulary is a decoder step's largest MatMul.
+
 Flavours:
 
 - ``ort-dynamic-u8s8``: ONNX Runtime's fast CPU path; MatMul weights int8, activations quantized
@@ -50,6 +55,46 @@ def _quiet_ort_quantization() -> None:
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
 
 
+def _fold_transposed_weights(source: Path, folder: Path) -> Path:
+    """A copy of ``source`` where MatMuls read ``Transpose(initializer)`` as an initializer.
+
+    The original initializer stays for its other readers (the embedding's Gather), so a tied
+    head costs one more matrix: int8 after quantization. Returns ``source`` when nothing folds.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    folded: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type != "MatMul" or len(node.input) < 2:
+            continue
+        transpose = producers.get(node.input[1])
+        if transpose is None or transpose.op_type != "Transpose" or transpose.input[0] not in initializers:
+            continue
+        if transpose.output[0] not in folded:
+            weight = numpy_helper.to_array(initializers[transpose.input[0]])
+            perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
+            name = f"{transpose.output[0]}_folded"
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(np.transpose(weight, perm)), name))
+            folded[transpose.output[0]] = name
+        node.input[1] = folded[transpose.output[0]]
+    if not folded:
+        return source
+    still_read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    dead = [node for node in graph.node if node.op_type == "Transpose" and not any(o in still_read for o in node.output)]
+    for node in dead:
+        graph.node.remove(node)
+    target = folder / f".{source.stem}.folded.onnx"
+    # Protobuf caps a file at 2 GB; bigger graphs keep their weights in a side file.
+    external = model.ByteSize() > 1_800_000_000
+    onnx.save(model, str(target), save_as_external_data=external, location=f"{target.name}.data" if external else None)
+    return target
+
+
 def quantize_graph(
     source: Path, target: Path, variant: VariantConfig, calibration: Sequence[dict[str, np.ndarray]] | None = None
 ) -> str | None:
@@ -85,37 +130,43 @@ def quantize_graph(
         )
 
         _quiet_ort_quantization()
-        if variant.target == "cpu" and not calibration:
-            quantize_dynamic(source, target, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
-            return "ort-dynamic-u8s8"
-        if not calibration:
-            raise CompileError(f"int8 for {variant.target}: static quantization needs calibration inputs, got none")
-        if variant.target == "cpu":
+        quantizable = _fold_transposed_weights(source, target.parent)
+        try:
+            if variant.target == "cpu" and not calibration:
+                quantize_dynamic(quantizable, target, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+                return "ort-dynamic-u8s8"
+            if not calibration:
+                raise CompileError(f"int8 for {variant.target}: static quantization needs calibration inputs, got none")
+            if variant.target == "cpu":
+                quantize_static(
+                    quantizable,
+                    target,
+                    _Reader(calibration),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul"],
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"CalibTensorRangeSymmetric": False},
+                )
+                return "ort-static-u8s8"
             quantize_static(
-                source,
+                quantizable,
                 target,
                 _Reader(calibration),
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["MatMul"],
-                activation_type=QuantType.QUInt8,
+                op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+                per_channel=True,
+                activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"CalibTensorRangeSymmetric": False},
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             )
-            return "ort-static-u8s8"
-        quantize_static(
-            source,
-            target,
-            _Reader(calibration),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["MatMul", "Gemm", "Conv"],
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-        )
-        return "qdq-s8s8-symmetric"
+            return "qdq-s8s8-symmetric"
+        finally:
+            if quantizable != source:
+                for leftover in (quantizable, quantizable.with_name(f"{quantizable.name}.data")):
+                    leftover.unlink(missing_ok=True)
     except CompileError:
         raise
     except Exception as exc:

@@ -351,3 +351,25 @@ def test_calibration_folder_errors(blip_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "broken" / "a.jpg").write_bytes(b"nope")
     with pytest.raises(errors.CompileError, match=r"calibration image unusable: .*a\.jpg"):
         compile_captioner(config.replace(calibration=str(tmp_path / "broken")), show_progress=False)
+
+
+@pytest.mark.parametrize("name", ["blip", "vit-gpt2", "florence2"])
+def test_int8_cpu_quantizes_every_constant_weight_matmul(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The tied LM head reads the embedding through a Transpose; it must be quantized too."""
+    onnx = pytest.importorskip("onnx")
+    builder, _, _ = FAMILIES[name]
+    root = tmp_path_factory.mktemp(f"quant-{name}")
+    config = CompileConfig(
+        load=LoadConfig(str(builder(root / "model")), local_files_only=True),
+        out=str(root / "pack"),
+        variants=(VariantConfig("int8", "cpu"),),
+        validate=ValidateConfig(num_images=2, min_agreement=0.5),
+    )
+    pack = compile_captioner(config, show_progress=False)
+    for role in ("encoder", "decoder_step"):
+        graph = pack.component("caption").graph(role, "int8", "cpu")
+        model = onnx.load(str(pack.path_of(graph.file)))
+        constants = {i.name for i in model.graph.initializer}
+        constants |= {n.output[0] for n in model.graph.node if n.op_type == "Transpose" and n.input[0] in constants}
+        float_weights = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in constants]
+        assert not float_weights, (role, float_weights)
