@@ -34,9 +34,9 @@ PHOTOS = ["fruits.jpg", "baboon.jpg"]
 # family id -> (builder, variants compiled, a prompt the family takes or None)
 FAMILIES: dict[str, tuple[Any, tuple[VariantConfig, ...], str | None]] = {
     "blip": (models.tiny_blip, (VariantConfig("int8", "cpu"), VariantConfig("fp16", "tensorrt"), VariantConfig("int8", "tensorrt")), "a picture of"),
-    "vit-gpt2": (models.tiny_vit_gpt2, (VariantConfig("int8", "cpu"),), None),
-    "vit-bert": (models.tiny_vit_bert, (), None),
-    "florence2": (models.tiny_florence2, (VariantConfig("int8", "cpu"),), "<DETAILED_CAPTION>"),
+    "vit-gpt2": (models.tiny_vit_gpt2, (VariantConfig("int8", "cpu"), VariantConfig("fp16", "tensorrt")), None),
+    "vit-bert": (models.tiny_vit_bert, (VariantConfig("int8", "cpu"), VariantConfig("fp16", "tensorrt")), None),
+    "florence2": (models.tiny_florence2, (VariantConfig("int8", "cpu"), VariantConfig("fp16", "tensorrt")), "<DETAILED_CAPTION>"),
 }
 
 
