@@ -10,12 +10,16 @@ is executed.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import PackError
 
-__all__ = ["ELEMENT_TYPES", "GraphInfo", "TensorSpec", "describe_onnx"]
+__all__ = ["ELEMENT_TYPES", "GraphInfo", "TensorSpec", "describe_onnx", "parse_onnx_file"]
+
+T = TypeVar("T")
 
 # TensorProto.DataType -> numpy-style dtype names (onnx.proto3).
 ELEMENT_TYPES: dict[int, str] = {
@@ -231,11 +235,11 @@ def _describe(buf: memoryview) -> GraphInfo:
     return GraphInfo(tuple(inputs), tuple(outputs), opsets, tuple(ops), tuple(external))
 
 
-def describe_onnx(path: str | Path) -> GraphInfo:
-    """Reads the inputs, outputs, opsets, operator types and external-data files of an ONNX file.
+def parse_onnx_file(path: str | Path, parse: Callable[[memoryview], T]) -> T:
+    """Maps an ONNX file read-only and runs ``parse`` on its bytes, with edgemm's errors.
 
     Raises:
-        PackError: if the file cannot be read or is not an ONNX model.
+        PackError: the file is empty, cannot be read, or does not parse.
     """
     path = Path(path)
     try:
@@ -245,10 +249,19 @@ def describe_onnx(path: str | Path) -> GraphInfo:
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 view = memoryview(mapped)
                 try:
-                    return _describe(view)
+                    return parse(view)
                 finally:
                     view.release()
     except OSError as exc:
         raise PackError(f"{path}: cannot read ONNX file: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise PackError(f"{path}: expected an ONNX model, found bytes that do not parse as one ({exc})") from exc
+
+
+def describe_onnx(path: str | Path) -> GraphInfo:
+    """Reads the inputs, outputs, opsets, operator types and external-data files of an ONNX file.
+
+    Raises:
+        PackError: if the file cannot be read or is not an ONNX model.
+    """
+    return parse_onnx_file(path, _describe)

@@ -11,12 +11,10 @@ are skipped by length; only small integer constants (zero points) are looked int
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PackError
-from .onnx_graph import ELEMENT_TYPES, TensorSpec, _Reader, _value_info
+from .onnx_graph import ELEMENT_TYPES, TensorSpec, _Reader, _value_info, parse_onnx_file
 
 __all__ = ["Constant", "ModelInfo", "Node", "read_model"]
 
@@ -342,18 +340,4 @@ def read_model(path: str | Path) -> ModelInfo:
     Raises:
         PackError: the file cannot be read or is not an ONNX model.
     """
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            if path.stat().st_size == 0:
-                raise PackError(f"{path}: expected an ONNX model, found an empty file")
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    return _read(view)
-                finally:
-                    view.release()
-    except OSError as exc:
-        raise PackError(f"{path}: cannot read ONNX file: {exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PackError(f"{path}: expected an ONNX model, found bytes that do not parse as one ({exc})") from exc
+    return parse_onnx_file(path, _read)
