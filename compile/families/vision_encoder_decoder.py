@@ -13,7 +13,8 @@ import torch
 
 from edgemm.runtime.errors import UnsupportedModelError
 
-from .base import CaptionFamily, PromptSpec, encoder_decoder_cache, flatten_self_cache, split_heads
+from ._step import CachedDecoderStep
+from .base import CaptionFamily, PromptSpec, split_heads
 
 __all__ = ["VisionEncoderDecoderFamily"]
 
@@ -73,18 +74,15 @@ class _Encoder(torch.nn.Module):
         return tuple(out)
 
 
-class _DecoderStep(torch.nn.Module):
+class _DecoderStep(CachedDecoderStep):
     def __init__(self, model: Any, num_layers: int) -> None:
         super().__init__()
         self.decoder = model.decoder
         self.num_layers = num_layers
 
-    def forward(self, input_ids: torch.Tensor, *flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        past, cross = flat[: 2 * self.num_layers], flat[2 * self.num_layers :]
-        cache = encoder_decoder_cache(past, cross)
-        selector = cross[0].transpose(1, 2).flatten(2)  # selects the cross-attention branch only
+    def decode(self, input_ids: torch.Tensor, selector: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         out = self.decoder(input_ids=input_ids, encoder_hidden_states=selector, past_key_values=cache, use_cache=True, return_dict=True)
-        return (out.logits, *flatten_self_cache(out.past_key_values))
+        return out.logits, out.past_key_values
 
 
 class VisionEncoderDecoderFamily(CaptionFamily):
