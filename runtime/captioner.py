@@ -18,7 +18,7 @@ from .image import ImageInput, load_image, preprocess
 from .pack import Component, Graph, KVCacheLayout, Pack
 from .tokenizer import TextTokenizer
 
-__all__ = ["Captioner", "choose_precision", "device_target"]
+__all__ = ["Captioner", "choose_precision", "device_target", "plan_component"]
 
 log = logging.getLogger("edgemm")
 
@@ -53,6 +53,19 @@ def choose_precision(component: Component, target: str, requested: str = "auto")
         if precision in have and precision not in failed:
             return precision
     raise PackError(f"component '{component.name}' has no graphs usable on target {target}; it has {[g.variant for g in component.graphs]}")
+
+
+def plan_component(
+    component: Component, precision: str, options: OrtOptions | None, graph_target: str | None
+) -> tuple[OrtOptions, str, str]:
+    """(ONNX Runtime options, graph target, precision) a task runs ``component`` with.
+
+    The target is the device's (from the providers the options resolve to) unless
+    ``graph_target`` overrides it; the precision is :func:`choose_precision`'s.
+    """
+    options = options or OrtOptions()
+    target = graph_target or device_target(choose_providers(options.providers, available_providers()))
+    return options, target, choose_precision(component, target, precision)
 
 
 class _DecoderState:
@@ -109,10 +122,7 @@ class Captioner:
         comp = self.component
         if comp.image is None or comp.generation is None or comp.kv_cache is None or "tokenizer" not in comp.files:
             raise PackError(f"component '{comp.name}': a caption component needs image, generation, kv_cache and a tokenizer file")
-        self.options = options or OrtOptions()
-        providers = choose_providers(self.options.providers, available_providers())
-        self.target = graph_target or device_target(providers)
-        self.precision = choose_precision(comp, self.target, precision)
+        self.options, self.target, self.precision = plan_component(comp, precision, options, graph_target)
         self.encoder_graph = comp.graph("encoder", self.precision, self.target)
         self.step_graph = comp.graph("decoder_step", self.precision, self.target)
         self.encoder = OrtBackend(pack.path_of(self.encoder_graph.file), self.options)

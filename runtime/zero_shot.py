@@ -34,8 +34,8 @@ import numpy as np
 
 from . import graph_io
 from .audio_features import clap_features
-from .backends import OrtBackend, OrtOptions, available_providers, choose_providers
-from .captioner import choose_precision, device_target
+from .backends import OrtBackend, OrtOptions
+from .captioner import plan_component
 from .errors import DependencyMissingError, InputError, PackError, PromptError, TextTowerMissingError
 from .image import ImageInput, preprocess
 from .pack import Component, Graph, Pack
@@ -201,10 +201,7 @@ class ZeroShotScorer:
             raise PackError(f"component '{comp.name}': settings.score must be one of {list(SCORE_KINDS)}, got {self.score_kind!r}")
         self.logit_scale = float(settings["logit_scale"])
         self.logit_bias = float(settings.get("logit_bias", 0.0))
-        self.options = options or OrtOptions()
-        providers = choose_providers(self.options.providers, available_providers())
-        self.target = graph_target or device_target(providers)
-        self.precision = choose_precision(comp, self.target, precision)
+        self.options, self.target, self.precision = plan_component(comp, precision, options, graph_target)
         self.encoder_graph = comp.graph(encoder_role(comp.task), self.precision, self.target)
         self.encoder = OrtBackend(pack.path_of(self.encoder_graph.file), self.options)
         self.has_text_tower = any(g.role == TEXT_ENCODER for g in comp.graphs)
