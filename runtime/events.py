@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Caption", "Event", "SourceDisconnected", "SourceReconnected", "event_to_dict", "event_type_name", "new_event_id"]
+__all__ = ["Caption", "Event", "SourceDisconnected", "SourceReconnected", "Transcript", "event_to_dict", "event_type_name", "new_event_id"]
 
 Event = Any
 """Any event dataclass: :class:`Caption`, source events, alerts, transcripts."""
@@ -42,6 +42,35 @@ class Caption:
     source: str | None = None
     frame_index: int | None = None
     score: float | None = None
+    id: str = field(default_factory=new_event_id)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Speech recognised in one segment of audio (a voice-activity segment or a file window).
+
+    Attributes:
+        text: the recognised text, stripped; never empty (silence produces no event).
+        time_s: where the speech starts, in seconds since the stream (or file) started.
+        end_s: where it ends, same clock.
+        latency_ms: from the end of the segment's audio to the transcript, in milliseconds.
+        source: the microphone or file it came from.
+        language: the language decoded in (ISO 639-1, e.g. "en"), None for English-only models.
+        no_speech_prob: the model's probability that the segment holds no speech.
+        avg_logprob: mean log-probability of the generated tokens.
+        tokens: the generated token ids (prompt and special tokens excluded).
+        id: unique per event.
+    """
+
+    text: str
+    time_s: float
+    end_s: float
+    latency_ms: float = 0.0
+    source: str | None = None
+    language: str | None = None
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
+    tokens: tuple[int, ...] = ()
     id: str = field(default_factory=new_event_id)
 
 
