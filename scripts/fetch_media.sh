@@ -3,10 +3,11 @@
 # `apt-get download` + `dpkg -x` into .cache/media/<package>/ (ignored by git). Safe to re-run.
 #   opencv-doc               photos (fruits.jpg, baboon.jpg, ...) and videos (vtest.avi)
 #   sound-theme-freedesktop  event sounds (bell.oga, alarm-clock-elapsed.oga, ...; Ogg Vorbis, 8-96 kHz)
+#   pocketsphinx-testdata    LibriVox speech clips (16 kHz WAV/raw) with their transcripts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(opencv-doc sound-theme-freedesktop)
+PACKAGES=(opencv-doc sound-theme-freedesktop pocketsphinx-testdata)
 
 mkdir -p .cache/debs .cache/media
 for pkg in "${PACKAGES[@]}"; do

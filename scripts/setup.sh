@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 #   mosquitto                           a real MQTT broker for the sink tests
 #   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good}
 #                                       a real RTSP server (run with the system python) for the source tests
-APT_PACKAGES=(mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+#   pulseaudio libportaudio2            a real PulseAudio virtual microphone, read through sounddevice (PortAudio)
+APT_PACKAGES=(mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    pulseaudio libportaudio2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -37,13 +39,15 @@ fi
 stamp=.venv/.edgemm-setup
 want=$(cat pyproject.toml scripts/constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: pip install -e '.[compile,opencv,mqtt,dev]' (torch pinned by scripts/constraints.txt)"
+    echo "setup: pip install -e '.[compile,opencv,mqtt,audio,dev]' (torch pinned by scripts/constraints.txt)"
     if ! .venv/bin/python -m pip install -q --disable-pip-version-check \
-        -c scripts/constraints.txt -e ".[compile,opencv,mqtt,dev]" >.venv/pip.log 2>&1; then
+        -c scripts/constraints.txt -e ".[compile,opencv,mqtt,audio,dev]" >.venv/pip.log 2>&1; then
         cat .venv/pip.log >&2
         echo "setup: pip install failed (log above)" >&2
         exit 1
     fi
-    .venv/bin/python -c "import edgemm, torch, transformers, onnx, cv2, paho.mqtt" # fail here, not in the tests
+    # Silero VAD's ONNX model needs no torch, but the package declares it: install without dependencies.
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "silero-vad>=5.1" >>.venv/pip.log 2>&1
+    .venv/bin/python -c "import edgemm, torch, transformers, onnx, cv2, paho.mqtt, sounddevice, soundfile, soxr, silero_vad" # fail here, not in the tests
     echo "$want" >"$stamp"
 fi
