@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 MEDIA = Path(__file__).resolve().parents[1] / ".cache" / "media"
 
@@ -67,3 +69,36 @@ def freedesktop_sound(name: str) -> Path:
         raise RuntimeError(f"could not decode {source} ({command[0]}): {result.stderr.strip()[-500:]}")
     partial.replace(target)
     return target
+
+
+LIBRIVOX = "pocketsphinx-testdata/usr/share/pocketsphinx/test/data/librivox"
+
+
+class SpeechClip(NamedTuple):
+    """A LibriVox recording from Debian's pocketsphinx-testdata: 16 kHz mono 16-bit WAV, one
+    sentence of read speech after about 0.25 s of room tone (about -50 dBFS), speech to the end."""
+
+    path: Path
+    transcript: str
+
+
+def speech_clips() -> list[SpeechClip]:
+    """The LibriVox clips (2.9 to 7.1 s, 'Sense and Sensibility') with their transcripts, in file order."""
+    folder = media(LIBRIVOX)
+    clips = []
+    for line in (folder / "transcription").read_text().splitlines():
+        match = re.fullmatch(r"\s*<s>\s*(.*?)\s*</s>\s*\((\S+)\)\s*", line)
+        if match:
+            clips.append(SpeechClip(media(f"{LIBRIVOX}/{match.group(2)}.wav"), match.group(1)))
+    if not clips:
+        raise FileNotFoundError(f"{folder / 'transcription'} lists no clips")
+    return clips
+
+
+def librivox_clip(number: str = "0880") -> SpeechClip:
+    """One LibriVox clip by its number: '0870' (7.1 s), '0880' (3.0 s), '0890' (5.3 s),
+    '0920' (6.1 s) or '0930' (3.3 s)."""
+    for clip in speech_clips():
+        if clip.path.stem.endswith(f"-{number}"):
+            return clip
+    raise FileNotFoundError(f"no LibriVox clip numbered {number!r} in {media(LIBRIVOX)}")
