@@ -388,7 +388,7 @@ def _commit(pack: Pack, plan: PlannedEngine, data: bytes, engine: Engine) -> Pac
         raise
     if backup is not None:
         backup.unlink(missing_ok=True)
-    return Pack(pack.path, manifest, precision=pack.precision, options=pack.options)
+    return Pack(pack.path, manifest, precision=pack.precision, options=pack.options, backend=pack.backend)
 
 
 def build_engines(config: BuildConfig, *, show_progress: bool = True, stream: TextIO | None = None) -> BuildReport:

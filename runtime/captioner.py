@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -10,85 +11,29 @@ from typing import Any
 import numpy as np
 
 from . import graph_io
-from .backends import OrtBackend, OrtOptions, available_providers, choose_providers
+from .backends import OrtOptions
 from .errors import InputError, PackError
 from .events import Caption
 from .generation import generate
 from .image import ImageInput, load_image, preprocess
-from .pack import Component, Graph, KVCacheLayout, Pack
+from .pack import Component, Graph, Pack
+from .tasks import (
+    KVCacheState,
+    choose_precision,
+    describe_backends,
+    device_target,
+    open_graph,
+    plan_component,
+    plan_graphs,
+)
 from .tokenizer import TextTokenizer
 
-__all__ = ["Captioner", "choose_precision", "device_target", "plan_component"]
+__all__ = ["CAPTION_ROLES", "Captioner", "choose_precision", "device_target", "plan_component"]
+
+CAPTION_ROLES = ("encoder", "decoder_step")
+"""The graphs a caption component runs."""
 
 log = logging.getLogger("edgemm")
-
-
-def device_target(providers: Sequence[str]) -> str:
-    """The graph target a list of ONNX Runtime providers runs best: "tensorrt", "gpu" or "cpu"."""
-    first = providers[0] if providers else "CPUExecutionProvider"
-    return {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "gpu"}.get(first, "cpu")
-
-
-def choose_precision(component: Component, target: str, requested: str = "auto") -> str:
-    """Picks the precision to run ``component`` in on ``target``.
-
-    "auto" takes the fastest variant built for the target whose validation passed: int8, then
-    fp16 on GPUs, else fp32. An explicit precision the pack lacks for the target is an error,
-    never a silent substitute.
-
-    Raises:
-        PackError: saying which precisions the component has for the target.
-    """
-    have = component.precisions(target)
-    if requested != "auto":
-        if requested not in have:
-            raise PackError(
-                f"component '{component.name}' has no {requested} graphs for target {target}; it has {list(have)}"
-                + (" (fp16 and TensorRT int8 graphs are for GPUs; compile with --precision int8 --target cpu)" if target == "cpu" else "")
-            )
-        return requested
-    failed = {v.subject.split("[")[-1].split("/")[0] for v in component.validation if not v.passed}
-    order = ("int8", "fp16", "fp32") if target != "cpu" else ("int8", "fp32")
-    for precision in order:
-        if precision in have and precision not in failed:
-            return precision
-    raise PackError(f"component '{component.name}' has no graphs usable on target {target}; it has {[g.variant for g in component.graphs]}")
-
-
-def plan_component(
-    component: Component, precision: str, options: OrtOptions | None, graph_target: str | None
-) -> tuple[OrtOptions, str, str]:
-    """(ONNX Runtime options, graph target, precision) a task runs ``component`` with.
-
-    The target is the device's (from the providers the options resolve to) unless
-    ``graph_target`` overrides it; the precision is :func:`choose_precision`'s.
-    """
-    options = options or OrtOptions()
-    target = graph_target or device_target(choose_providers(options.providers, available_providers()))
-    return options, target, choose_precision(component, target, precision)
-
-
-class _DecoderState:
-    """The decoder step graph with its self-attention cache, for :func:`generation.generate`."""
-
-    def __init__(self, step: OrtBackend, cross: dict[str, np.ndarray], layout: KVCacheLayout, dtype: np.dtype) -> None:
-        self.step_backend = step
-        self.cross = cross
-        rows = next(iter(cross.values())).shape[0]
-        empty = np.zeros((rows, layout.num_heads, 0, layout.head_dim), dtype=dtype)
-        self.past = {name: empty for i in range(layout.num_layers) for name in graph_io.past_names(i)}
-        self.layers = layout.num_layers
-
-    def step(self, input_ids: np.ndarray) -> np.ndarray:
-        out = self.step_backend.run({graph_io.INPUT_IDS: input_ids, **self.past, **self.cross})
-        for i in range(self.layers):
-            for past, present in zip(graph_io.past_names(i), graph_io.present_names(i)):
-                self.past[past] = out[present]
-        return out[graph_io.LOGITS][:, -1, :]
-
-    def reorder(self, rows: np.ndarray) -> None:
-        self.past = {k: v[rows] for k, v in self.past.items()}
-        self.cross = {k: v[rows] for k, v in self.cross.items()}
 
 
 class Captioner:
@@ -101,6 +46,11 @@ class Captioner:
         options: ONNX Runtime options (providers, threads).
         graph_target: run the graphs built for this target instead of the device's own (compile-time
             validation runs GPU graphs on the CPU this way; not for deployment).
+        backend: "auto" (TensorRT engines built for this device, else ONNX Runtime), "tensorrt"
+            (an error without such engines) or "onnxruntime"; see :func:`edgemm.runtime.tasks.plan_graphs`.
+
+    The decoder's cache stays on the backend between tokens (see :class:`KVCacheState`), so one
+    captioner decodes one batch at a time; concurrent calls wait for each other.
 
     Example::
 
@@ -116,17 +66,20 @@ class Captioner:
         precision: str = "auto",
         options: OrtOptions | None = None,
         graph_target: str | None = None,
+        backend: str = "auto",
     ) -> None:
         self.pack = pack
         self.component = _caption_component(pack, component)
         comp = self.component
         if comp.image is None or comp.generation is None or comp.kv_cache is None or "tokenizer" not in comp.files:
             raise PackError(f"component '{comp.name}': a caption component needs image, generation, kv_cache and a tokenizer file")
-        self.options, self.target, self.precision = plan_component(comp, precision, options, graph_target)
-        self.encoder_graph = comp.graph("encoder", self.precision, self.target)
-        self.step_graph = comp.graph("decoder_step", self.precision, self.target)
-        self.encoder = OrtBackend(pack.path_of(self.encoder_graph.file), self.options)
-        self.step = OrtBackend(pack.path_of(self.step_graph.file), self.options)
+        self.plan = plan_graphs(comp, CAPTION_ROLES, precision=precision, backend=backend, options=options, graph_target=graph_target)
+        self.options, self.target, self.precision = self.plan.options, self.plan.target, self.plan.precision
+        self.encoder_graph = self.plan.graphs["encoder"]
+        self.step_graph = self.plan.graphs["decoder_step"]
+        self.encoder = open_graph(pack, comp, self.plan, "encoder")
+        self.step = open_graph(pack, comp, self.plan, "decoder_step")
+        self._lock = threading.Lock()
         settings = comp.settings
         self.tokenizer = TextTokenizer(pack.path_of(comp.files["tokenizer"]), clean_up_spaces=bool(settings.get("clean_up_tokenization_spaces", False)))
         self.prompt_mode = str(settings.get("prompt_mode", "none"))
@@ -134,11 +87,18 @@ class Captioner:
         self.task_prompts: dict[str, str] = dict(settings.get("task_prompts", {}))
         self.encoder_template = str(settings.get("encoder_template", "{prompt}"))
         self._past_dtype = np.dtype(_dtype_of(self.step_graph, graph_io.past_names(0)[0]))
-        log.info("caption: %s %s/%s on %s", comp.family, self.precision, self.target, self.encoder.name)
+        log.info("%s", self.describe())
+
+    @property
+    def backend(self) -> str:
+        """"tensorrt" or "onnxruntime": what runs the captioner's graphs."""
+        return self.plan.backend
 
     def describe(self) -> str:
-        """E.g. ``caption: blip int8/cpu on onnxruntime[CPUExecutionProvider]``."""
-        return f"{self.component.name}: {self.component.family} {self.precision}/{self.target} on {self.encoder.name}"
+        """E.g. ``caption: blip int8/cpu on onnxruntime[CPUExecutionProvider]`` or
+        ``caption: blip fp16/tensorrt on tensorrt[10.3.0, GPU 0]``."""
+        backends = describe_backends({"encoder": self.encoder, "decoder_step": self.step})
+        return f"{self.component.name}: {self.component.family} {self.precision}/{self.target} on {backends}"
 
     # -- prompts ------------------------------------------------------------------------------
 
@@ -170,10 +130,11 @@ class Captioner:
             inputs[graph_io.INPUT_IDS] = np.tile(np.asarray(encoder_prompt, dtype=np.int64), (pixel_values.shape[0], 1))
         return self.encoder.run(inputs)
 
-    def state(self, cross: dict[str, np.ndarray]) -> _DecoderState:
-        """A fresh decoder state (empty cache) over the given cross-attention keys/values."""
+    def state(self, cross: dict[str, np.ndarray]) -> KVCacheState:
+        """A fresh decoder state (empty cache, kept on the decoder's backend) over the given
+        cross-attention keys/values; it replaces any earlier state of this captioner."""
         assert self.component.kv_cache is not None
-        return _DecoderState(self.step, cross, self.component.kv_cache, self._past_dtype)
+        return KVCacheState(self.step, cross, self.component.kv_cache, self._past_dtype)
 
     def caption_batch(
         self,
@@ -203,9 +164,10 @@ class Captioner:
         arrays = [load_image(image) for image in images]
         pixels = preprocess(arrays, self.component.image)
         prefix, encoder_prompt = self._prompts(prompt)
-        cross = self.encode(pixels, encoder_prompt)
         prompt_ids = np.tile(np.asarray(prefix, dtype=np.int64), (len(arrays), 1))
-        result = generate(self.state(cross), prompt_ids, self.component.generation, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        with self._lock:  # the decoder's backend holds one cache at a time
+            cross = self.encode(pixels, encoder_prompt)
+            result = generate(self.state(cross), prompt_ids, self.component.generation, max_new_tokens=max_new_tokens, num_beams=num_beams)
         latency_ms = (time.perf_counter() - start) * 1000.0
         captions = []
         for i, tokens in enumerate(result.tokens):

@@ -455,33 +455,52 @@ class Pack:
     """A loaded, verified model pack. Build it with :func:`load`.
 
     Besides describing the pack, it runs it: ``pack.caption(image)`` builds the captioner on first
-    use (with the precision and ONNX Runtime options given to :func:`load`) and keeps it;
+    use (with the precision, backend and ONNX Runtime options given to :func:`load`) and keeps it;
     ``pack.scorer()`` does the same for a zero-shot (alert) component.
     """
 
-    def __init__(self, path: Path, manifest: Manifest, *, precision: str = "auto", options: Any = None) -> None:
+    def __init__(self, path: Path, manifest: Manifest, *, precision: str = "auto", options: Any = None, backend: str = "auto") -> None:
         self.path = path
         self.manifest = manifest
         self.precision = precision
         self.options = options
+        self.backend = backend
         self._captioners: dict[str | None, Any] = {}
         self._scorers: dict[str | None, Any] = {}
+        self._transcribers: dict[str | None, Any] = {}
+
+    def _only(self, *tasks: str) -> str | None:
+        """The name of the pack's only component of ``tasks`` (None when there are none or several), so
+        ``scorer()`` and ``scorer("alerts")`` share one object."""
+        found = [c.name for c in self.manifest.components if c.task in tasks]
+        return found[0] if len(found) == 1 else None
 
     def captioner(self, component: str | None = None) -> Any:
         """The :class:`edgemm.runtime.captioner.Captioner` of a caption component (built once)."""
+        component = component or self._only("caption")
         if component not in self._captioners:
             from .captioner import Captioner
 
-            self._captioners[component] = Captioner(self, component, precision=self.precision, options=self.options)
+            self._captioners[component] = Captioner(self, component, precision=self.precision, options=self.options, backend=self.backend)
         return self._captioners[component]
 
     def scorer(self, component: str | None = None) -> Any:
         """The :class:`edgemm.runtime.zero_shot.ZeroShotScorer` of a zero-shot component (built once)."""
+        component = component or self._only("zero_shot_image", "zero_shot_audio")
         if component not in self._scorers:
             from .zero_shot import ZeroShotScorer
 
-            self._scorers[component] = ZeroShotScorer(self, component, precision=self.precision, options=self.options)
+            self._scorers[component] = ZeroShotScorer(self, component, precision=self.precision, options=self.options, backend=self.backend)
         return self._scorers[component]
+
+    def transcriber(self, component: str | None = None) -> Any:
+        """The :class:`edgemm.runtime.transcriber.Transcriber` of an asr component (built once)."""
+        component = component or self._only("asr")
+        if component not in self._transcribers:
+            from .transcriber import Transcriber
+
+            self._transcribers[component] = Transcriber(self, component, precision=self.precision, options=self.options, backend=self.backend)
+        return self._transcribers[component]
 
     def caption(self, image: Any, **kwargs: Any) -> Any:
         """Captions one image (path, PIL image, or RGB uint8 array (H, W, 3)) -> :class:`Caption`.
@@ -701,7 +720,7 @@ def verify(pack: Pack, *, check_hashes: bool = True) -> None:
 
 
 def load(
-    path: str | os.PathLike[str], *, check_hashes: bool = True, precision: str = "auto", options: Any = None
+    path: str | os.PathLike[str], *, check_hashes: bool = True, precision: str = "auto", options: Any = None, backend: str = "auto"
 ) -> Pack:
     """Loads and verifies a pack directory.
 
@@ -712,16 +731,21 @@ def load(
         precision: which graph variants tasks run: "auto" (the fastest validated one for the
             device), "fp32", "fp16" or "int8".
         options: :class:`edgemm.runtime.backends.OrtOptions` (providers, threads) for the tasks.
+        backend: what runs the tasks' graphs: "auto" (TensorRT engines built for this device, else
+            ONNX Runtime), "tensorrt" (an error when a task has no such engines) or "onnxruntime".
 
     Raises:
         PackNotFoundError, ManifestError, SchemaVersionError, UnsafePathError,
         PackFileMissingError, PackIntegrityError, GraphSpecMismatchError.
+        BackendUnavailableError: an unknown backend.
     """
     pack_dir = Path(path)
     manifest = read_manifest(pack_dir)
     if precision not in ("auto", *PRECISIONS):
         raise PackError(f"precision: expected auto, {', '.join(PRECISIONS)}; got {precision!r}")
-    pack = Pack(pack_dir.resolve(), manifest, precision=precision, options=options)
+    from .tasks import resolve_backend  # tasks imports this module
+
+    pack = Pack(pack_dir.resolve(), manifest, precision=precision, options=options, backend=resolve_backend(backend))
     verify(pack, check_hashes=check_hashes)
     return pack
 

@@ -26,6 +26,7 @@ Typical use::
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,11 @@ import numpy as np
 
 from . import graph_io
 from .audio_features import clap_features
-from .backends import OrtBackend, OrtOptions
-from .captioner import plan_component
+from .backends import Backend, OrtOptions
 from .errors import DependencyMissingError, InputError, PackError, PromptError, TextTowerMissingError
 from .image import ImageInput, preprocess
 from .pack import Component, Graph, Pack
+from .tasks import describe_backends, open_graph, plan_graphs
 
 __all__ = [
     "DEFAULT_BACKGROUND_PROMPTS",
@@ -173,6 +174,8 @@ class ZeroShotScorer:
             validation runs GPU graphs on the CPU this way; not for deployment).
         background_prompts: background prompts of softmax families (None: the pack's, which are
             the compile's or :data:`DEFAULT_BACKGROUND_PROMPTS`).
+        backend: "auto" (TensorRT engines built for this device, else ONNX Runtime), "tensorrt"
+            (an error without such engines) or "onnxruntime"; see :func:`edgemm.runtime.tasks.plan_graphs`.
 
     Raises:
         PackError: no such zero-shot component, or one that lacks what scoring needs.
@@ -188,6 +191,7 @@ class ZeroShotScorer:
         options: OrtOptions | None = None,
         graph_target: str | None = None,
         background_prompts: Sequence[str] | None = None,
+        backend: str = "auto",
     ) -> None:
         self.pack = pack
         self.component = _zero_shot_component(pack, component)
@@ -201,12 +205,15 @@ class ZeroShotScorer:
             raise PackError(f"component '{comp.name}': settings.score must be one of {list(SCORE_KINDS)}, got {self.score_kind!r}")
         self.logit_scale = float(settings["logit_scale"])
         self.logit_bias = float(settings.get("logit_bias", 0.0))
-        self.options, self.target, self.precision = plan_component(comp, precision, options, graph_target)
-        self.encoder_graph = comp.graph(encoder_role(comp.task), self.precision, self.target)
-        self.encoder = OrtBackend(pack.path_of(self.encoder_graph.file), self.options)
         self.has_text_tower = any(g.role == TEXT_ENCODER for g in comp.graphs)
-        self.text_graph: Graph | None = comp.graph(TEXT_ENCODER, self.precision, self.target) if self.has_text_tower else None
-        self._text_encoder: OrtBackend | None = None
+        roles = (encoder_role(comp.task), TEXT_ENCODER) if self.has_text_tower else (encoder_role(comp.task),)
+        self.plan = plan_graphs(comp, roles, precision=precision, backend=backend, options=options, graph_target=graph_target)
+        self.options, self.target, self.precision = self.plan.options, self.plan.target, self.plan.precision
+        self.encoder_graph = self.plan.graphs[encoder_role(comp.task)]
+        self.encoder = open_graph(pack, comp, self.plan, encoder_role(comp.task))
+        self.text_graph: Graph | None = self.plan.graphs[TEXT_ENCODER] if self.has_text_tower else None
+        self._text_encoder: Backend | None = None
+        self._lock = threading.Lock()  # a TensorRT backend's buffers serve one call at a time
         self._tokenizer: _PromptTokenizer | None = None
         self.dim = int(self.encoder_graph.outputs[0].shape[-1]) if isinstance(self.encoder_graph.outputs[0].shape[-1], int) else 0
         self._embeddings: dict[str, np.ndarray] = {}
@@ -223,12 +230,21 @@ class ZeroShotScorer:
         self.compiled_prompts: tuple[str, ...] = tuple(str(p) for p in settings.get("prompts", []))
         self.background_prompts: tuple[str, ...] = ()
         self.set_background(settings.get("background_prompts", ()) if background_prompts is None else background_prompts)
-        log.info("%s: %s %s/%s on %s", comp.name, comp.family, self.precision, self.target, self.encoder.name)
+        log.info("%s", self.describe())
+
+    @property
+    def backend(self) -> str:
+        """"tensorrt" or "onnxruntime": what runs the scorer's graphs."""
+        return self.plan.backend
 
     def describe(self) -> str:
-        """E.g. ``alerts: clip int8/cpu on onnxruntime[CPUExecutionProvider], text tower yes``."""
+        """E.g. ``alerts: clip int8/cpu on onnxruntime[CPUExecutionProvider], text tower yes``
+        (the text tower's backend is named too once it is loaded, if it differs)."""
         tower = "yes" if self.has_text_tower else "no (compiled prompts only)"
-        return f"{self.component.name}: {self.component.family} {self.precision}/{self.target} on {self.encoder.name}, text tower {tower}"
+        backends: dict[str, Backend] = {encoder_role(self.component.task): self.encoder}
+        if self._text_encoder is not None:
+            backends[TEXT_ENCODER] = self._text_encoder
+        return f"{self.component.name}: {self.component.family} {self.precision}/{self.target} on {describe_backends(backends)}, text tower {tower}"
 
     @property
     def text_tower_loaded(self) -> bool:
@@ -293,7 +309,8 @@ class ZeroShotScorer:
 
     def encode(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         """Runs the image or audio tower on preprocessed inputs -> (n, d) float32 embeddings."""
-        out = self.encoder.run(dict(feeds))
+        with self._lock:
+            out = self.encoder.run(dict(feeds))
         return np.asarray(out[_embeds_name(self.component.task)], dtype=np.float32)
 
     def tokenize(self, prompts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -320,10 +337,11 @@ class ZeroShotScorer:
         if self.text_graph is None:
             raise self._missing_tower(prompts)
         feeds = self.tokenize(prompts)
-        if self._text_encoder is None:
-            # Loaded on first use: a device that scores compiled prompts never pays for the text tower.
-            self._text_encoder = OrtBackend(self.pack.path_of(self.text_graph.file), self.options)
-        out = self._text_encoder.run(feeds)
+        with self._lock:
+            if self._text_encoder is None:
+                # Loaded on first use: a device that scores compiled prompts never pays for the text tower.
+                self._text_encoder = open_graph(self.pack, self.component, self.plan, TEXT_ENCODER)
+            out = self._text_encoder.run(feeds)
         return np.asarray(out[graph_io.TEXT_EMBEDS], dtype=np.float32)
 
     def _missing_tower(self, prompts: Sequence[str]) -> TextTowerMissingError:

@@ -1,4 +1,5 @@
-"""``edgemm doctor``: what this machine offers edgemm (versions, providers, GPUs, cameras' OpenCV, audio)."""
+"""``edgemm doctor [PACK]``: what this machine offers edgemm (versions, providers, GPUs, TensorRT, cameras'
+OpenCV, audio) and, given a pack, which precision and backend each of its components gets here."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from edgemm.runtime._version import __version__
 
-__all__ = ["OPTIONAL_MODULES", "collect", "format_report"]
+__all__ = ["OPTIONAL_MODULES", "collect", "format_report", "pack_backends"]
 
 OPTIONAL_MODULES: tuple[tuple[str, str, str], ...] = (
     # (import name, distribution name (the report's key), how to install it)
@@ -150,9 +151,67 @@ def _opencv() -> dict[str, Any]:
     }
 
 
-def collect() -> dict[str, Any]:
-    """Gathers the doctor report as JSON-ready values."""
-    return {
+def _tensorrt_device() -> dict[str, Any]:
+    """This machine's TensorRT device key (what engines must be built for), or why TensorRT cannot run."""
+    from edgemm.runtime.backends.tensorrt import tensorrt_device
+    from edgemm.runtime.engines import describe_device
+
+    try:
+        device, why = tensorrt_device(0)
+    except Exception as exc:  # a broken install (a missing shared library, say) is worth reporting as such
+        return {"usable": False, "reason": f"{type(exc).__name__}: {exc}"}
+    if device is None:
+        return {"usable": False, "reason": why}
+    return {"usable": True, "device": describe_device(device), "slug": device.slug}
+
+
+def pack_backends(path: str | Path, backend: str = "auto") -> dict[str, Any]:
+    """For each component of the pack at ``path``: the precision and backend its task gets here, and
+    the backend every graph that runs or has TensorRT engines gets (as ``edgemm info`` shows it).
+
+    The pack's manifest, file sizes and graph io are verified (sha256 is not: ``edgemm info`` does it).
+    Nothing is loaded: the plans are :func:`edgemm.runtime.tasks.plan_graphs`'s.
+
+    Raises:
+        PackError: the pack cannot be read. BackendUnavailableError: an unknown backend.
+    """
+    from edgemm.runtime.backends import choose_backend
+    from edgemm.runtime.errors import EdgemmError
+    from edgemm.runtime.pack import load
+    from edgemm.runtime.tasks import plan_graphs, resolve_backend
+
+    backend = resolve_backend(backend)
+    pack = load(path, check_hashes=False)
+    components = []
+    for component in pack.components:
+        entry: dict[str, Any] = {"name": component.name, "task": component.task, "family": component.family}
+        runs: dict[str, str] = {}
+        try:
+            plan = plan_graphs(component, list(dict.fromkeys(g.role for g in component.graphs)), backend=backend)
+        except EdgemmError as exc:
+            entry["error"] = str(exc)
+        else:
+            entry.update(precision=plan.precision, target=plan.target, backend=plan.backend)
+            runs = {plan.graphs[role].file.path: plan.choices[role].describe() for role in plan.graphs}
+        with_engines = {e.graph for e in component.engines}
+        graphs = []
+        for graph in component.graphs:
+            if graph.file.path in runs:
+                graphs.append({"variant": graph.variant, "runs": True, "backend": runs[graph.file.path]})
+            elif graph.file.path in with_engines:
+                try:
+                    choice = choose_backend(component, graph, backend).describe()
+                except EdgemmError as exc:
+                    choice = f"unavailable: {exc}"
+                graphs.append({"variant": graph.variant, "runs": False, "backend": choice})
+        entry["graphs"] = graphs
+        components.append(entry)
+    return {"path": str(pack.path), "backend": backend, "components": components}
+
+
+def collect(pack: str | Path | None = None, backend: str = "auto") -> dict[str, Any]:
+    """Gathers the doctor report as JSON-ready values (with ``pack``: :func:`pack_backends` too)."""
+    report = {
         "edgemm": __version__,
         "python": {
             "version": platform.python_version(),
@@ -163,9 +222,13 @@ def collect() -> dict[str, Any]:
         "onnxruntime": _onnxruntime(),
         "optional": {dist: _probe_module(mod, dist, provider) for mod, dist, provider in OPTIONAL_MODULES},
         "gpus": _gpus(),
+        "tensorrt": _tensorrt_device(),
         "audio": _audio_inputs(),
         "opencv": _opencv(),
     }
+    if pack is not None:
+        report["pack"] = pack_backends(pack, backend)
+    return report
 
 
 def _yes(value: bool) -> str:
@@ -199,6 +262,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {dev['name']}  sm {dev['compute_capability']}  driver {dev['driver']}  {dev['memory']}")
     if not gpus["devices"] and not gpus.get("jetson"):
         lines.append(f"  none visible ({gpus.get('note', 'no NVIDIA GPU found')})")
+    trt = report.get("tensorrt")
+    if trt is not None:
+        lines.append("tensorrt engines:")
+        if trt["usable"]:
+            lines.append(f"  this device: {trt['device']}  (engines go to engines/{trt['slug']}/)")
+        else:
+            lines.append(f"  cannot run here: {trt['reason']}")
     audio = report["audio"]
     lines.append("audio inputs:")
     if not audio["available"]:
@@ -218,4 +288,19 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append("  (no GStreamer: csi:// and gst:// cameras need the system OpenCV; see README 'Installing')")
     else:
         lines.append(f"  {cv['note']}")
+    if "pack" in report:
+        lines += _format_pack(report["pack"])
     return "\n".join(lines)
+
+
+def _format_pack(pack: dict[str, Any]) -> list[str]:
+    lines = [f"pack {pack['path']}  (--backend {pack['backend']}; * = the graphs its task runs)"]
+    for comp in pack["components"]:
+        head = f"  {comp['name']}  task={comp['task']}  family={comp['family']}"
+        if "error" in comp:
+            lines.append(f"{head}  cannot run here: {comp['error']}")
+        else:
+            lines.append(f"{head}  runs {comp['precision']}/{comp['target']} on {comp['backend']}")
+        for graph in comp["graphs"]:
+            lines.append(f"   {'*' if graph['runs'] else ' '} {graph['variant']}: {graph['backend']}")
+    return lines

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 
 from ..engines import BackendChoice, select_backend
+from ..errors import BackendError
 from ..pack import Component, Graph, Pack
 from .base import Backend
 from .ort import OrtBackend, OrtOptions
 
-__all__ = ["choose_backend", "open_backend"]
+__all__ = ["choose_backend", "open_backend", "open_choice"]
 
 log = logging.getLogger("edgemm")
 
@@ -52,8 +53,29 @@ def open_backend(
         DependencyMissingError, BackendError: the chosen backend cannot load the graph or engine.
     """
     choice = choose_backend(component, graph, backend, device_index=device_index)
+    return open_choice(pack, component, graph, choice, ort_options=ort_options, device_index=device_index)
+
+
+def open_choice(
+    pack: Pack,
+    component: Component,
+    graph: Graph,
+    choice: BackendChoice,
+    *,
+    ort_options: OrtOptions | None = None,
+    device_index: int = 0,
+) -> Backend:
+    """Opens the backend ``choice`` names for ``graph`` (a choice made earlier, e.g. by
+    :func:`edgemm.runtime.tasks.plan_graphs` for every graph of a task) and logs it.
+
+    Raises:
+        BackendError: a TensorRT choice without an engine.
+        DependencyMissingError, BackendError: the backend cannot load the graph or engine.
+    """
     log.info("%s/%s: %s", component.name, graph.variant, choice.describe())
-    if choice.backend == "tensorrt" and choice.engine is not None:
+    if choice.backend == "tensorrt":
+        if choice.engine is None:
+            raise BackendError(f"component '{component.name}' graph {graph.variant}: a TensorRT choice needs an engine, got none")
         from .tensorrt import TensorrtBackend, tensorrt_device
 
         device, _ = tensorrt_device(device_index)
