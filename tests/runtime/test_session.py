@@ -188,8 +188,10 @@ def test_open_errors(pack: edgemm.Pack, tmp_path: Path) -> None:
     with pytest.raises(errors.SourceUnavailableError):
         edgemm.open(pack, camera="rtsp://127.0.0.1:9/none", source_timeout_s=2)
     assert time.monotonic() - start < 15
-    with pytest.raises(errors.InputError, match="speech component"):
+    with pytest.raises(errors.PackError, match="no asr or zero_shot_audio component"):
         edgemm.open(pack, camera=str(tmp_path), mic="default")
+    with pytest.raises(errors.InputError, match="neither"):
+        edgemm.open(pack)
     assert threading.active_count() < 20  # nothing left running
 
 
