@@ -4,8 +4,9 @@ Each builder writes a complete Hugging Face checkpoint directory (config, weight
 tokenizer, generation config) with ``save_pretrained``, so ``edgemm compile`` treats it exactly
 like a downloaded model. ``tiny_*`` builders make models of a few hundred kilobytes whose weights
 are scaled so outputs vary with the input (random models otherwise repeat one token, or give every
-image nearly the same embedding): captioners (BLIP, ViT-GPT2, ViT-BERT, Florence-2) and zero-shot
-models (CLIP, SigLIP, CLAP with and without fusion); ``*_base``
+image nearly the same embedding): captioners (BLIP, ViT-GPT2, ViT-BERT, Florence-2), zero-shot
+models (CLIP, SigLIP, CLAP with and without fusion) and speech recognisers (Whisper, English-only and
+multilingual); ``*_base`` (and ``whisper_tiny_en``, ``whisper_small``)
 builders use the released checkpoints' configurations (sizes, special tokens, processors,
 generation settings) with random weights.
 
@@ -27,6 +28,9 @@ __all__ = [
     "CAPTION_WORDS",
     "CLAP_EXTRACTOR_FUSED",
     "CLAP_EXTRACTOR_UNFUSED",
+    "WHISPER_EN_SUPPRESS_TOKENS",
+    "WHISPER_EXTRACTOR",
+    "WHISPER_MULTILINGUAL_SUPPRESS_TOKENS",
     "bert_vocab",
     "blip_base",
     "byte_level_bpe",
@@ -42,7 +46,12 @@ __all__ = [
     "tiny_siglip",
     "tiny_vit_bert",
     "tiny_vit_gpt2",
+    "tiny_whisper",
     "vit_gpt2_base",
+    "whisper_base",
+    "whisper_languages",
+    "whisper_small",
+    "whisper_tiny_en",
 ]
 
 CAPTION_WORDS = ["a", "an", "the", "of", "on", "in", "with", "and", "to", "at", "near", "next", "left", "right", "above", "below", "small", "large", "big", "red", "green", "blue", "yellow", "white", "black", "orange", "purple", "gray", "man", "woman", "person", "child", "dog", "cat", "bird", "car", "bus", "truck", "bike", "street", "road", "table", "chair", "couch", "bed", "room", "kitchen", "window", "door", "tree", "grass", "field", "sky", "water", "beach", "boat", "train", "plane", "sitting", "standing", "walking", "running", "lying", "holding", "looking", "playing", "riding", "eating", "two", "three", "group", "photo", "picture", "image", "of", "view", "front", "back", "top", "side", "circle", "square", "triangle", "shape", "object", "floor", "wall", "light", "dark"]
@@ -532,3 +541,226 @@ def clap_base(out: str | Path, *, fused: bool = False, seed: int = 0) -> Path:
     text = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 514}
     extractor = CLAP_EXTRACTOR_FUSED if fused else CLAP_EXTRACTOR_UNFUSED
     return _clap(Path(out), audio, text, extractor, 512, 2000, None, seed)
+
+
+# --- Whisper -------------------------------------------------------------------------------------
+
+WHISPER_EN_SUPPRESS_TOKENS = (
+    1, 2, 7, 8, 9, 10, 14, 25, 26, 27, 28, 29, 31, 58, 59, 60, 61, 62, 63, 90, 91, 92, 93, 357, 366, 438, 532, 685, 705,
+    796, 930, 1058, 1220, 1267, 1279, 1303, 1343, 1377, 1391, 1635, 1782, 1875, 2162, 2361, 2488, 3467, 4008, 4211, 4600,
+    4808, 5299, 5855, 6329, 7203, 9609, 9959, 10563, 10786, 11420, 11709, 11907, 13163, 13697, 13700, 14808, 15306, 16410,
+    16791, 17992, 19203, 19510, 20724, 22305, 22935, 27007, 30109, 30420, 33409, 34949, 40283, 40493, 40549, 47282, 49146,
+    50257, 50357, 50358, 50359, 50360, 50361,
+)  # fmt: skip
+"""``suppress_tokens`` of openai/whisper-{tiny,base,small,medium}.en's generation_config.json (90 ids):
+openai-whisper's non-speech symbols in the GPT-2 vocabulary, then <|startoftranscript|>, <|translate|>,
+<|transcribe|>, <|startoflm|>, <|startofprev|> and <|nocaptions|>."""
+
+WHISPER_MULTILINGUAL_SUPPRESS_TOKENS = (
+    1, 2, 7, 8, 9, 10, 14, 25, 26, 27, 28, 29, 31, 58, 59, 60, 61, 62, 63, 90, 91, 92, 93, 359, 503, 522, 542, 873, 893,
+    902, 918, 922, 931, 1350, 1853, 1982, 2460, 2627, 3246, 3253, 3268, 3536, 3846, 3961, 4183, 4667, 6585, 6647, 7273,
+    9061, 9383, 10428, 10929, 11938, 12033, 12331, 12562, 13793, 14157, 14635, 15265, 15618, 16553, 16604, 18362, 18956,
+    20075, 21675, 22520, 26130, 26161, 26435, 28279, 29464, 31650, 32302, 32470, 36865, 42863, 47425, 49870, 50254, 50258,
+    50358, 50359, 50360, 50361, 50362,
+)  # fmt: skip
+"""``suppress_tokens`` of the multilingual openai/whisper-{tiny,base,small,medium,large-v2} (88 ids), the same
+symbols in the multilingual vocabulary, then <|startoftranscript|> and <|translate|> .. <|nocaptions|>."""
+
+WHISPER_EXTRACTOR: dict[str, Any] = {
+    "feature_size": 80,
+    "sampling_rate": 16_000,
+    "hop_length": 160,
+    "chunk_length": 30,
+    "n_fft": 400,
+    "padding_value": 0.0,
+    "return_attention_mask": False,
+}
+"""The released checkpoints' preprocessor_config.json (80 mel bins; large-v3 has 128)."""
+
+_WHISPER_SPECIALS = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table, in the order GPT-2's first 256 ids follow (220 is "Ġ", a space)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes)))
+
+
+def _whisper_bpe(merges_wanted: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A byte-level BPE whose first 256 ids are GPT-2's byte alphabet in GPT-2's order (so id 220 is the
+    space, as in both Whisper vocabularies), then ``merges_wanted`` merges trained on caption-like text."""
+    import random
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    rng = random.Random(0)
+    corpus = [
+        template.format(*(rng.choice(CAPTION_WORDS) for _ in range(template.count("{}"))))
+        for _ in range(400)
+        for template in _CORPUS_TEMPLATES
+    ]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=256 + merges_wanted, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    data = json.loads(tokenizer.to_str())
+    trained = sorted(((int(v), str(k)) for k, v in data["model"]["vocab"].items()))
+    alphabet = list(_bytes_to_unicode().values())
+    vocab = {char: i for i, char in enumerate(alphabet)}
+    for _, token in trained:
+        vocab.setdefault(token, len(vocab))
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else (m[0], m[1]) for m in data["model"]["merges"]]
+    return vocab, [(a, b) for a, b in merges]
+
+
+def whisper_languages(count: int = 99) -> tuple[str, ...]:
+    """Whisper's language codes in token order (99 before large-v3, which adds "yue")."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    return tuple(LANGUAGES)[:count]
+
+
+def _whisper(
+    out: Path, dims: dict[str, Any], *, multilingual: bool, base_vocab: int | None, merges: int, std: float | None, seed: int
+) -> Path:
+    """A Whisper checkpoint laid out as the released ones.
+
+    Token ids: the BPE (``base_vocab`` ids, unreachable fillers after the trained merges), then
+    <|endoftext|>, <|startoftranscript|>, 99 languages, <|translate|>, <|transcribe|>, <|startoflm|>,
+    <|startofprev|>, <|nocaptions|>, <|notimestamps|>, and 1501 timestamps <|0.00|> .. <|30.00|>. With
+    ``base_vocab`` 50256 (English-only) or 50257 (multilingual) every special id and the vocabulary size
+    (51864 / 51865) are the released ones. ``base_vocab=None`` keeps only the trained BPE (tiny models).
+    """
+    import torch
+    from tokenizers import AddedToken
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+
+    vocab, bpe_merges = _whisper_bpe(merges)
+    if base_vocab is not None:
+        if base_vocab < len(vocab):
+            raise ValueError(f"base_vocab must be >= the trained BPE's {len(vocab)} tokens, got {base_vocab}")
+        for i in range(len(vocab), base_vocab):
+            vocab[f"\u0100filler{i}"] = i  # no merge produces these: never emitted by the tokenizer
+    n = len(vocab)
+    languages = whisper_languages()
+    specials = ["<|endoftext|>", "<|startoftranscript|>", *(f"<|{code}|>" for code in languages), *_WHISPER_SPECIALS]
+    timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    for token in [*specials, *timestamps]:
+        vocab[token] = len(vocab)
+    eot, sot = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
+    ids = {token: vocab[token] for token in specials}
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=bpe_merges)
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials[1:]], special_tokens=True)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
+    tokenizer.pad_token = "<|endoftext|>"
+    special_run = [sot, *(ids[t] for t in _WHISPER_SPECIALS[:-1])]
+    released = WHISPER_MULTILINGUAL_SUPPRESS_TOKENS if multilingual else WHISPER_EN_SUPPRESS_TOKENS
+    # The symbol ids as released where the BPE has them, then the special tokens.
+    suppress = [t for t in released if t < min(n, 50254)] + ([eot - 3] if multilingual and n > 50254 else []) + special_run
+    begin_suppress = [220, eot]
+    config = WhisperConfig(
+        vocab_size=len(vocab),
+        num_mel_bins=WHISPER_EXTRACTOR["feature_size"],
+        max_source_positions=1500,
+        max_target_positions=448,
+        pad_token_id=eot,
+        bos_token_id=eot if multilingual else sot,
+        eos_token_id=eot,
+        decoder_start_token_id=sot,
+        begin_suppress_tokens=begin_suppress,
+        suppress_tokens=suppress,
+        **dims,
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config).eval()
+    if std is not None:
+        _sharpen(model, std, seed)
+    generation: dict[str, Any] = {
+        "begin_suppress_tokens": begin_suppress,
+        "bos_token_id": config.bos_token_id,
+        "decoder_start_token_id": sot,
+        "eos_token_id": eot,
+        "pad_token_id": eot,
+        "max_initial_timestamp_index": 50,
+        "max_length": 448,
+        "no_timestamps_token_id": ids["<|notimestamps|>"],
+        "prev_sot_token_id": ids["<|startofprev|>"],
+        "return_timestamps": False,
+        "suppress_tokens": suppress,
+        "is_multilingual": multilingual,
+    }
+    if multilingual:
+        generation["forced_decoder_ids"] = [[1, None], [2, ids["<|transcribe|>"]]]
+        generation["lang_to_id"] = {f"<|{code}|>": ids[f"<|{code}|>"] for code in languages}
+        generation["task_to_id"] = {"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]}
+    else:
+        generation["forced_decoder_ids"] = [[1, ids["<|notimestamps|>"]]]
+    model.generation_config = GenerationConfig(**generation)
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(**WHISPER_EXTRACTOR), tokenizer=tokenizer)
+    return _save(model, processor, out)
+
+
+def tiny_whisper(out: str | Path, *, multilingual: bool = False, seed: int = 0) -> Path:
+    """A Whisper with 2+2 layers of width 32 on the released 80 x 3000 log-mel input (1500 encoder
+    positions) and 448 decoder positions, a 400-token byte-level BPE and every special token of the
+    released vocabularies after it (about 2000 tokens). ``multilingual=False`` is laid out as the
+    ``.en`` checkpoints (no language or task tokens in the prompt), ``True`` as the multilingual ones
+    (language detection, transcribe/translate)."""
+    dims = {
+        "d_model": 32,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+    }
+    return _whisper(Path(out), dims, multilingual=multilingual, base_vocab=None, merges=144, std=0.2, seed=seed)
+
+
+def _whisper_dims(width: int, layers: int, heads: int) -> dict[str, Any]:
+    return {
+        "d_model": width,
+        "encoder_layers": layers,
+        "decoder_layers": layers,
+        "encoder_attention_heads": heads,
+        "decoder_attention_heads": heads,
+        "encoder_ffn_dim": 4 * width,
+        "decoder_ffn_dim": 4 * width,
+    }
+
+
+def whisper_tiny_en(out: str | Path, *, seed: int = 0) -> Path:
+    """openai/whisper-tiny.en's configuration (4+4 layers of width 384, 6 heads; vocabulary 51864 with
+    <|endoftext|>=50256, <|startoftranscript|>=50257, <|notimestamps|>=50362; its generation config)
+    with random weights: about 39M parameters."""
+    return _whisper(Path(out), _whisper_dims(384, 4, 6), multilingual=False, base_vocab=50256, merges=400, std=None, seed=seed)
+
+
+def whisper_base(out: str | Path, *, seed: int = 0) -> Path:
+    """openai/whisper-base's configuration (6+6 layers of width 512, 8 heads; multilingual vocabulary
+    51865 with <|endoftext|>=50257, <|startoftranscript|>=50258, <|en|>=50259, <|transcribe|>=50359,
+    <|notimestamps|>=50363; lang_to_id, task_to_id) with random weights: about 74M parameters."""
+    return _whisper(Path(out), _whisper_dims(512, 6, 8), multilingual=True, base_vocab=50257, merges=400, std=None, seed=seed)
+
+
+def whisper_small(out: str | Path, *, seed: int = 0) -> Path:
+    """openai/whisper-small's configuration (12+12 layers of width 768, 12 heads; the multilingual
+    vocabulary of :func:`whisper_base`) with random weights: about 244M parameters."""
+    return _whisper(Path(out), _whisper_dims(768, 12, 12), multilingual=True, base_vocab=50257, merges=400, std=None, seed=seed)

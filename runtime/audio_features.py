@@ -1,4 +1,4 @@
-"""Audio in, model features out, in numpy: WAV reading and CLAP's log-mel features.
+"""Audio in, model features out, in numpy: WAV reading, CLAP's and Whisper's log-mel features.
 
 :func:`clap_features` equals transformers' ``ClapFeatureExtractor`` (5.x) within 1e-4 dB for
 both of its modes, read from the manifest's :class:`AudioPreprocessing`:
@@ -26,6 +26,12 @@ Where the extractor draws at random, edgemm is deterministic, so one clip always
 Everything else (reflect-padded centred STFT with a periodic Hann window, complex64 spectra as the
 extractor stores them, power to dB with a 1e-10 floor) is the extractor's own arithmetic.
 
+:func:`whisper_features` equals transformers' ``WhisperFeatureExtractor`` (5.x, its torch path, which
+transformers takes whenever torch is installed) within 1e-4: audio zero-padded (or cut) to
+``max_length_s`` (30 s), the same centred STFT (n_fft 400, hop 160), Slaney mel filters up to 8 kHz,
+the last frame dropped, ``log10`` with a 1e-10 floor, clamped to 8 below the clip's maximum and
+scaled as ``(x + 4) / 4``: ``(batch, n_mels, 3000)``.
+
 Resampling is not done here: audio must already be at the model's rate; another rate is refused
 with :class:`SampleRateMismatchError`.
 
@@ -38,6 +44,7 @@ Typical use::
 
 from __future__ import annotations
 
+import functools
 import os
 import wave
 from collections.abc import Sequence
@@ -57,7 +64,10 @@ __all__ = [
     "log_mel_spectrogram",
     "max_samples",
     "mel_filter_bank",
+    "mel_power_spectrogram",
     "read_wav",
+    "whisper_features",
+    "whisper_frames",
 ]
 
 CLAP_TRUNCATIONS = ("rand_trunc", "fusion")
@@ -199,6 +209,29 @@ def mel_filter_bank(
     return filters
 
 
+def mel_power_spectrogram(waveform: np.ndarray, n_fft: int, hop_length: int, filters: np.ndarray) -> np.ndarray:
+    """Mel-filtered power spectrogram: centred frames (reflect padding), periodic Hann window.
+
+    Args:
+        waveform: np.ndarray, shape (n,), float64.
+        filters: np.ndarray, shape (n_fft // 2 + 1, n_mels), from :func:`mel_filter_bank`.
+
+    Returns:
+        np.ndarray, shape (n_mels, frames), float64, frames = 1 + n // hop_length.
+    """
+    half = n_fft // 2
+    padded = np.pad(waveform, (half, half), mode="reflect")
+    num_frames = 1 + (padded.size - n_fft) // hop_length
+    frames = np.lib.stride_tricks.as_strided(
+        padded, shape=(num_frames, n_fft), strides=(padded.strides[0] * hop_length, padded.strides[0]), writeable=False
+    )
+    window = np.hanning(n_fft + 1)[:-1]
+    # The extractors store each frame's spectrum as complex64 before taking the power; so do we.
+    spectrum = np.fft.rfft(frames * window, axis=-1).astype(np.complex64)
+    power = np.abs(spectrum, dtype=np.float64) ** 2
+    return np.asarray(filters.T @ power.T)
+
+
 def log_mel_spectrogram(waveform: np.ndarray, n_fft: int, hop_length: int, filters: np.ndarray) -> np.ndarray:
     """Power log-mel spectrogram in dB, centred frames (reflect padding), periodic Hann window.
 
@@ -209,17 +242,7 @@ def log_mel_spectrogram(waveform: np.ndarray, n_fft: int, hop_length: int, filte
     Returns:
         np.ndarray, shape (frames, n_mels), float32, frames = 1 + n // hop_length.
     """
-    half = n_fft // 2
-    padded = np.pad(waveform, (half, half), mode="reflect")
-    num_frames = 1 + (padded.size - n_fft) // hop_length
-    frames = np.lib.stride_tricks.as_strided(
-        padded, shape=(num_frames, n_fft), strides=(padded.strides[0] * hop_length, padded.strides[0]), writeable=False
-    )
-    window = np.hanning(n_fft + 1)[:-1]
-    # The extractor stores each frame's spectrum as complex64 before taking the power; so do we.
-    spectrum = np.fft.rfft(frames * window, axis=-1).astype(np.complex64)
-    power = np.abs(spectrum, dtype=np.float64) ** 2
-    mel = np.maximum(_MEL_FLOOR, filters.T @ power.T)
+    mel = np.maximum(_MEL_FLOOR, mel_power_spectrogram(waveform, n_fft, hop_length, filters))
     decibels = 10.0 * (np.log10(np.clip(mel, _MEL_FLOOR, None)) - np.log10(1.0))
     return np.asarray(decibels.T, dtype=np.float32)
 
@@ -339,3 +362,60 @@ def clap_features(
         frames = max_samples(spec) // spec.hop_length + 1
         return np.zeros((0, clap_channels(spec), frames, spec.n_mels), np.float32), np.zeros((0, 1), bool)
     return np.stack(mels).astype(np.float32), np.asarray(longer, dtype=bool)[:, None]
+
+
+# --- Whisper ---------------------------------------------------------------------------------------
+
+
+def _check_whisper_spec(spec: AudioPreprocessing) -> None:
+    if spec.feature != "log_mel_whisper":
+        raise ManifestError(f"audio preprocessing: expected feature 'log_mel_whisper' for Whisper features, got {spec.feature!r}")
+    if min(spec.n_fft, spec.hop_length, spec.n_mels) <= 0 or spec.max_length_s <= 0:
+        raise ManifestError(f"audio preprocessing: n_fft, hop_length, n_mels and max_length_s must be positive, got {spec}")
+
+
+@functools.lru_cache(maxsize=8)
+def _whisper_filters(spec: AudioPreprocessing) -> np.ndarray:
+    f_max = spec.f_max_hz if spec.f_max_hz is not None else spec.sample_rate_hz / 2
+    return mel_filter_bank(
+        spec.n_fft // 2 + 1, spec.n_mels, spec.f_min_hz, f_max, spec.sample_rate_hz, scale=spec.mel_scale, norm=spec.mel_norm
+    )
+
+
+def whisper_frames(spec: AudioPreprocessing) -> int:
+    """Feature frames per clip: 3000 for the released models (30 s at 16 kHz, hop 160)."""
+    return max_samples(spec) // spec.hop_length
+
+
+def whisper_features(waveforms: Sequence[np.ndarray], spec: AudioPreprocessing, *, sample_rate_hz: int | None = None) -> np.ndarray:
+    """Whisper's model input for a batch of clips, as ``WhisperFeatureExtractor`` computes it.
+
+    Args:
+        waveforms: mono clips, each np.ndarray shape (n_i,), float in [-1, 1] (or int16 PCM), at
+            ``spec.sample_rate_hz``. Clips shorter than ``spec.max_length_s`` are zero-padded, longer
+            ones cut there (as the extractor does; :class:`edgemm.runtime.transcriber.Transcriber`
+            refuses them instead of losing audio).
+        spec: the component's audio preprocessing (``feature="log_mel_whisper"``).
+        sample_rate_hz: the clips' rate (None: assumed to be the model's).
+
+    Returns:
+        np.ndarray, shape (batch, n_mels, frames), float32, frames = :func:`whisper_frames` (3000).
+
+    Raises:
+        SampleRateMismatchError: ``sample_rate_hz`` differs from the model's rate.
+        AudioError: a clip is empty, not 1-D, or not numeric/finite.
+        ManifestError: ``spec`` is not a Whisper preprocessing.
+    """
+    _check_whisper_spec(spec)
+    rate = spec.sample_rate_hz if sample_rate_hz is None else sample_rate_hz
+    filters = _whisper_filters(spec)
+    length = max_samples(spec)
+    out = np.empty((len(waveforms), spec.n_mels, whisper_frames(spec)), np.float32)
+    for i, waveform in enumerate(waveforms):
+        samples = check_waveform(waveform, spec, rate, label=f"waveform {i}")[:length]
+        padded = np.pad(samples, (0, length - samples.size))
+        mel = mel_power_spectrogram(padded, spec.n_fft, spec.hop_length, filters)[:, :-1]
+        log = np.log10(np.maximum(mel, _MEL_FLOOR))
+        log = np.maximum(log, log.max() - 8.0)
+        out[i] = (log + 4.0) / 4.0
+    return out

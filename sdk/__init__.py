@@ -20,10 +20,11 @@ from edgemm.runtime._version import __version__
 from edgemm.runtime.alerts import Alert, AlertEvent
 from edgemm.runtime.backends import OrtOptions
 from edgemm.runtime.errors import EdgemmError
-from edgemm.runtime.events import Caption
+from edgemm.runtime.events import Caption, Transcript
 from edgemm.runtime.pack import Pack, load
 from edgemm.runtime.session import CaptionPolicy, Session, SessionStats
 from edgemm.runtime.session import open_session as open
+from edgemm.runtime.transcriber import Transcription
 
 if TYPE_CHECKING:
     from edgemm import compile
@@ -38,6 +39,8 @@ __all__ = [
     "Pack",
     "Session",
     "SessionStats",
+    "Transcript",
+    "Transcription",
     "__version__",
     "compile",
     "errors",

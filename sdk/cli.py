@@ -168,7 +168,7 @@ def _cmd_lint(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from edgemm import doctor
 
-    report = doctor.collect()
+    report = doctor.collect(args.pack, args.backend)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -209,6 +209,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
                 "--no-text-tower are for zero-shot models (CLIP, SigLIP, CLAP)"
             )
         export = ExportConfig(opset=args.opset, prompt=prompts[0] if prompts else None, max_new_tokens=args.max_new_tokens)
+    elif task == "asr":
+        if prompts or args.background or args.no_text_tower:
+            raise CompileError("Whisper takes no --prompt, --prompts, --background or --no-text-tower (the language and task are chosen when transcribing)")
+        export = ExportConfig(opset=args.opset, max_new_tokens=args.max_new_tokens)
     else:
         if args.max_new_tokens is not None:
             raise CompileError("--max-new-tokens is for captioners; zero-shot models generate no text")
@@ -231,7 +235,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     pack = compile_model(config, show_progress=not args.quiet)
     component = pack.component(component_name(config, task))
     print(f"wrote component '{component.name}' ({component.family}) to {pack.path}: " + ", ".join(g.variant for g in component.graphs))
-    if task != "caption":
+    if task.startswith("zero_shot"):
         print(f"prompts in the pack: {component.settings.get('prompts', [])}; text tower: {'yes' if export.text_tower else 'no'}")
     return EXIT_OK
 
@@ -259,7 +263,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from edgemm.runtime.pack import load
 
     options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
-    pack = load(args.pack, precision=args.precision, options=options)
+    pack = load(args.pack, precision=args.precision, options=options, backend=args.backend)
     scorer = pack.scorer(args.component)
     if args.background is not None:
         scorer.set_background(args.background)
@@ -311,7 +315,7 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     from edgemm.runtime.pack import load
 
     options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
-    pack = load(args.pack, precision=args.precision, options=options)
+    pack = load(args.pack, precision=args.precision, options=options, backend=args.backend)
     captioner = pack.captioner(args.component)
     if not args.json:
         print(f"# {captioner.describe()}", file=sys.stderr)
@@ -344,12 +348,67 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failures else EXIT_OK
 
 
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from edgemm.runtime.audio_sources import read_audio
+    from edgemm.runtime.backends import OrtOptions
+    from edgemm.runtime.pack import load
+
+    options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
+    pack = load(args.pack, precision=args.precision, options=options, backend=args.backend)
+    transcriber = pack.transcriber(args.component)
+    if not args.json:
+        print(f"# {transcriber.describe()}", file=sys.stderr)
+    settings = {
+        "language": args.language,
+        "task": args.task,
+        "no_speech_threshold": None if args.no_speech_threshold < 0 else args.no_speech_threshold,
+        "logprob_threshold": args.logprob_threshold,
+        "num_beams": args.beams,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    failures = 0
+    for path in args.audio:
+        try:
+            samples, _ = read_audio(path, transcriber.sample_rate_hz)
+            windows = samples.size > round(transcriber.max_duration_s * transcriber.sample_rate_hz)
+            # Audio longer than the model's 30-s window is cut into consecutive windows.
+            for result in transcriber.transcribe_long(samples, **settings):
+                end_s = result.start_s + result.duration_s
+                if args.json:
+                    record = {
+                        "file": path,
+                        "start_s": round(result.start_s, 3),
+                        "end_s": round(end_s, 3),
+                        "text": result.text,
+                        "language": result.language,
+                        "no_speech_prob": round(result.no_speech_prob, 6),
+                        "avg_logprob": round(result.avg_logprob, 6),
+                        "tokens": list(result.tokens),
+                        "latency_ms": round(result.latency_ms, 3),
+                        "precision": transcriber.precision,
+                        "backend": transcriber.encoder.name,
+                    }
+                    print(json.dumps(record), flush=True)
+                else:
+                    where = f"{path} [{result.start_s:.1f}-{end_s:.1f} s]" if windows else path
+                    language = f"[{result.language}] " if result.language else ""
+                    # Silence has no tokens; tokens without text are timestamps or special tokens only.
+                    text = result.text or ("(no text)" if result.tokens else "(no speech)")
+                    print(f"{where}: {language}{text}  ({result.latency_ms:.0f} ms)", flush=True)
+        except EdgemmError as exc:
+            failures += 1
+            print(f"edgemm: error: {exc}", file=sys.stderr)
+    return EXIT_ERROR if failures else EXIT_OK
+
+
 def _format_event(event: object) -> str:
     from edgemm.runtime.alerts import AlertEvent
-    from edgemm.runtime.events import Caption, event_to_dict
+    from edgemm.runtime.events import Caption, Transcript, event_to_dict
 
     if isinstance(event, Caption):
         return f"[{event.time_s or 0.0:8.1f}s] {event.source}: {event.text}  ({event.latency_ms:.0f} ms)"
+    if isinstance(event, Transcript):
+        return f"[{event.time_s:8.1f}s] {event.source}: \"{event.text}\"  ({event.time_s:.1f}-{event.end_s:.1f} s, {event.latency_ms:.0f} ms)"
     if isinstance(event, AlertEvent):
         where = f"  -> {event.snapshot}" if event.snapshot else ""
         return f"[{event.time_s:8.1f}s] {event.source}: ALERT {event.alert.name} ({event.score:.2f}){where}"
@@ -366,7 +425,10 @@ def _print_stats(stats: object) -> None:
     from edgemm.runtime.session import SessionStats
 
     assert isinstance(stats, SessionStats)
-    lines = [f"ran {stats.running_s:.1f} s: {stats.captions} captions ({stats.suppressed} identical suppressed)"]
+    lines = [
+        f"ran {stats.running_s:.1f} s: {stats.captions} captions ({stats.suppressed} identical suppressed), "
+        f"{stats.alerts} alerts, {stats.transcripts} transcripts ({stats.silent_segments} silent segments)"
+    ]
     for name, source in stats.sources.items():
         parts = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in source.items())
         lines.append(f"  source {name}: {parts}")
@@ -408,10 +470,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     alerts = [_parse_alert(text, "image") for text in args.alert or ()]
     alerts += [_parse_alert(text, "audio") for text in args.audio_alert or ()]
     options = OrtOptions(providers=tuple(args.provider) if args.provider else None, intra_op_threads=args.threads)
-    pack = load(args.pack, precision=args.precision, options=options)
+    pack = load(args.pack, precision=args.precision, options=options, backend=args.backend)
+    if not args.camera and args.mic is None:
+        from edgemm.runtime.errors import InputError
+
+        raise InputError("edgemm run: expected --camera URI, --mic DEVICE or both")
     session = open_session(
         pack,
-        args.camera,
+        args.camera or None,
+        mic=args.mic,
+        language=args.language,
+        vad=args.vad,
         caption_every_s=args.caption_every,
         on_change_only=not args.every_interval,
         change_threshold=args.change_threshold,
@@ -428,8 +497,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timer = threading.Timer(args.duration, session.close)
         timer.daemon = True
         timer.start()
-    models = [m.describe() for m in (session.captioner, session.scorer) if m is not None and hasattr(m, "describe")]
-    print(f"# {'; '.join(models)}; cameras: {', '.join(str(c) for c in args.camera)}", file=sys.stderr)
+    models = [m.describe() for m in (session.captioner, session.scorer, session.transcriber, session.audio_scorer) if m is not None and hasattr(m, "describe")]
+    inputs = [f"cameras: {', '.join(str(c) for c in args.camera)}"] if args.camera else []
+    inputs += [f"mic: {args.mic}"] if args.mic is not None else []
+    print(f"# {'; '.join(models)}; {'; '.join(inputs)}", file=sys.stderr)
     try:
         for event in session.events():
             if args.json:
@@ -479,7 +550,7 @@ def _build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--prompts", metavar="FILE", help="zero-shot models: alert prompts, one per line (blank lines and # comments skipped)")
     comp.add_argument("--background", action="append", metavar="TEXT", help='CLIP/CLAP: a background prompt scores are measured against (repeatable; default "a photo" / "background noise")')
     comp.add_argument("--no-text-tower", action="store_true", help="zero-shot models: leave the text tower out; only the compiled prompts can be scored")
-    comp.add_argument("--max-new-tokens", type=int, help="default caption length limit (default: the model's)")
+    comp.add_argument("--max-new-tokens", type=int, help="default caption / transcript length limit (default: the model's)")
     comp.add_argument("--name", help="component name in the pack (default: caption)")
     comp.add_argument("--revision", help="hub revision (branch, tag or commit)")
     comp.add_argument("--offline", action="store_true", help="never use the network (local files only)")
@@ -495,30 +566,52 @@ def _build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--max-new-tokens", type=int, help="caption length limit")
     cap.add_argument("--prompt", help="text prompt (BLIP) or task (Florence-2)")
     cap.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    cap.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="what runs the graphs: TensorRT engines built for this device, else ONNX Runtime (auto, the default); tensorrt refuses to run without them")
     cap.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
     cap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
     cap.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
     cap.add_argument("--component", help="caption component to use, when the pack has several")
     cap.set_defaults(func=_cmd_caption)
 
-    run = sub.add_parser("run", help="stream cameras through a pack and print events")
+    tr = sub.add_parser("transcribe", help="transcribe audio files with a speech (Whisper) pack")
+    tr.add_argument("pack", metavar="PACK")
+    tr.add_argument("audio", metavar="AUDIO", nargs="+", help="audio files (WAV, FLAC, Ogg, MP3, ...; resampled to the model's rate); longer than 30 s: transcribed in 30-s windows")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file (per 30-s window): file, start_s, end_s, text, language, no_speech_prob, avg_logprob, tokens, latency_ms, ...")
+    tr.add_argument("--language", metavar="LANG", help="multilingual models: the spoken language (en, german, ...; default: detected per window)")
+    tr.add_argument("--task", default="transcribe", choices=["transcribe", "translate"], help="translate: into English (multilingual models)")
+    tr.add_argument("--no-speech-threshold", type=float, default=0.6, metavar="P", help="a window is silent (empty text) above this no-speech probability when its avg log-probability is below --logprob-threshold (default 0.6; negative: never)")
+    tr.add_argument("--logprob-threshold", type=float, default=-1.0, metavar="L", help="see --no-speech-threshold (default -1.0)")
+    tr.add_argument("--beams", type=int, help="beam search width (default: the model's, 1)")
+    tr.add_argument("--max-new-tokens", type=int, help="at most this many tokens per window (default: the model's limit)")
+    tr.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    tr.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="what runs the graphs: TensorRT engines built for this device, else ONNX Runtime (auto, the default); tensorrt refuses to run without them")
+    tr.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
+    tr.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
+    tr.add_argument("--component", help="asr component to use, when the pack has several")
+    tr.set_defaults(func=_cmd_transcribe)
+
+    run = sub.add_parser("run", help="stream cameras and a microphone through a pack and print events")
     run.add_argument("pack", metavar="PACK")
-    run.add_argument("--camera", action="append", required=True, metavar="URI", help="rtsp://, http:// (MJPEG), file://, a path, a device index, v4l2://, csi://N, gst:// (repeatable)")
+    run.add_argument("--camera", action="append", metavar="URI", help="rtsp://, http:// (MJPEG), file://, a path, a device index, v4l2://, csi://N, gst:// (repeatable)")
+    run.add_argument("--mic", metavar="DEVICE", help='microphone ("default", a device name or index) or an audio file (file://clip.wav): transcripts and audio alerts')
+    run.add_argument("--language", metavar="LANG", help="transcription language of multilingual Whisper packs, e.g. en (default: detected)")
+    run.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector (auto: Silero VAD if installed, else energy)")
     run.add_argument("--caption-every", type=float, default=5.0, metavar="S", help="at most one caption per camera every S seconds (default 5)")
     run.add_argument("--every-interval", action="store_true", help="caption every interval even when the scene did not change")
     run.add_argument("--change-threshold", type=float, default=0.06, metavar="X", help="scene change (0..1) that triggers a caption (default 0.06)")
     run.add_argument("--repeat-identical", action="store_true", help="emit a caption even when it equals the previous one")
     run.add_argument("--sink", action="append", metavar="SPEC", help="- | FILE.jsonl | mqtt://host:port/topic | http(s)://url (repeatable)")
     run.add_argument("--alert", action="append", metavar="TEXT[:THRESHOLD]", help='zero-shot visual alert, e.g. "a person lying on the floor:0.3" (repeatable)')
-    run.add_argument("--audio-alert", action="append", metavar="TEXT[:THRESHOLD]", help="zero-shot audio alert (needs microphone input: not in this version)")
+    run.add_argument("--audio-alert", action="append", metavar="TEXT[:THRESHOLD]", help='zero-shot audio alert on the --mic input, e.g. "glass breaking:0.5" (repeatable)')
     run.add_argument("--alert-fps", type=float, default=2.0, metavar="F", help="frames per second per camera scored for alerts (default 2)")
-    run.add_argument("--events-dir", metavar="DIR", help="write a JPEG snapshot of each alert here")
+    run.add_argument("--events-dir", metavar="DIR", help="write a JPEG snapshot (image alerts) or WAV clip (audio alerts) of each alert here")
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    run.add_argument("--fast", action="store_true", help="read files as fast as the model goes (no frame dropped) instead of at their native rate")
+    run.add_argument("--fast", action="store_true", help="read files as fast as the models go (nothing dropped) instead of at their native rate")
     run.add_argument("--loop", action="store_true", help="replay files from the start")
     run.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds a camera may take to open (default 10)")
     run.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    run.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="what runs the graphs: TensorRT engines built for this device, else ONNX Runtime (auto, the default); tensorrt refuses to run without them")
     run.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
     run.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
     run.set_defaults(func=_cmd_run)
@@ -557,12 +650,15 @@ def _build_parser() -> argparse.ArgumentParser:
     score.add_argument("--sample-rate", type=int, metavar="HZ", help=".npy audio: its sample rate (default: the model's)")
     score.add_argument("--component", help="zero-shot component to use, when the pack has several")
     score.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    score.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="what runs the graphs: TensorRT engines built for this device, else ONNX Runtime (auto, the default); tensorrt refuses to run without them")
     score.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt; repeatable)")
     score.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: automatic)")
     score.set_defaults(func=_cmd_score)
 
-    doctor = sub.add_parser("doctor", help="report what this machine offers edgemm")
+    doctor = sub.add_parser("doctor", help="report what this machine offers edgemm (and, given a pack, the backend each graph gets)")
+    doctor.add_argument("pack", metavar="PACK", nargs="?", help="a pack: show the precision and backend each component and graph gets here")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="with PACK: the backend asked for (default auto)")
     doctor.set_defaults(func=_cmd_doctor)
     return parser
 

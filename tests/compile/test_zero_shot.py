@@ -308,7 +308,8 @@ def test_unsupported_architectures(tmp_path: Path) -> None:
     with pytest.raises(
         errors.UnsupportedModelError,
         match=r"'GPT2LMHeadModel' is not one edgemm can compile; supported: captioners \(BlipForConditionalGeneration, "
-        r"VisionEncoderDecoderModel, Florence2ForConditionalGeneration\) and zero-shot models \(CLIPModel, SiglipModel, ClapModel\)",
+        r"VisionEncoderDecoderModel, Florence2ForConditionalGeneration\), zero-shot models \(CLIPModel, SiglipModel, ClapModel\) "
+        r"and speech recognisers \(WhisperForConditionalGeneration\)",
     ):
         compile_model(config, show_progress=False)
     tiny = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
