@@ -6,8 +6,8 @@ Compiles the committed captioner and CLIP into one pack (fp32 and int8 for the C
   torch for comparison;
 - CLIP zero-shot accuracy on held-out scenes (the best of the 12 colour-and-shape prompts is the
   scene's object; the two best are the two objects), fp32 and int8;
-- the alert "a red triangle" against the pack's background prompts: its score on held-out scenes
-  with and without a red triangle, and the threshold that separates them;
+- the alert "a red triangle": its score on held-out scenes with and without a red triangle, against
+  the pack's background prompt ("a photo") and against every object prompt, and the errors at 0.5;
 - on the demo video (:func:`world.demo_timeline`), streamed through ``edgemm.open``: the captions
   against the true ones and when the alert fires against when the red triangle is in view.
 

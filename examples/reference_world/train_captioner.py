@@ -257,11 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (the data is the train split, always the same)")
     parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=150)
-    parser.add_argument("--eval-scenes", type=int, default=1000, help="held-out scenes the accuracy is measured on")
-    parser.add_argument("--eval-every", type=int, default=0, help="print held-out exact match every N steps (0: only at the end)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-scenes", type=int, default=500, help="held-out scenes the accuracy is measured on")
+    parser.add_argument("--eval-every", type=int, default=400, help="print exact match on 200 other held-out scenes every N steps (0: never)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: see the README)")
     args = parser.parse_args(argv)
 
     import torch

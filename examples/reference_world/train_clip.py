@@ -427,13 +427,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (the scenes are the train split, always the same)")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--eval-scenes", type=int, default=1000, help="held-out scenes the accuracy is measured on")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-scenes", type=int, default=500, help="held-out scenes the accuracy is measured on")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: see the README)")
     parser.add_argument("--vision-from", type=Path, help="start the image tower from this captioner checkpoint (train_captioner's)")
-    parser.add_argument("--vision-lr-scale", type=float, default=0.5, help="the image tower's learning rate relative to --lr, when started from a captioner")
+    parser.add_argument("--vision-lr-scale", type=float, default=1.0, help="the image tower's learning rate relative to --lr, when started from a captioner")
     args = parser.parse_args(argv)
 
     import torch

@@ -88,8 +88,10 @@ OBJECT_PROMPTS = tuple(f"a {colour} {shape}" for colour in COLOURS for shape in 
 """The 12 colour-and-shape prompts ("a red triangle", ...) the CLIP is asked in zero-shot tests."""
 
 BACKGROUND_PROMPTS = (*OBJECT_PROMPTS, EMPTY_CAPTION)
-"""The background prompts of the CLIP's pack: an alert's score is its share of the probability
-against every other object and against an empty scene (the asked prompts leave the background)."""
+"""Every object prompt and "an empty scene": as background prompts (``--background``), an alert's
+score becomes its share among everything that can be in view (about 0.5 when its object shares the
+scene with another). Alerts work better against edgemm's default background, "a photo", which the
+reference CLIP learnt to score below what a scene shows (examples/reference_world/README.md)."""
 
 SPLIT_SEEDS = {"train": 1, "test": 2}
 """Scene ``i`` of a split is drawn from ``default_rng([SPLIT_SEEDS[split], i])``."""
