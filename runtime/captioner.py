@@ -16,15 +16,17 @@ from .errors import InputError, PackError
 from .events import Caption
 from .generation import generate
 from .image import ImageInput, load_image, preprocess
-from .pack import Component, Graph, Pack
+from .pack import Pack
 from .tasks import (
     KVCacheState,
     choose_precision,
     describe_backends,
     device_target,
+    input_dtype,
     open_graph,
     plan_component,
     plan_graphs,
+    task_component,
 )
 from .tokenizer import TextTokenizer
 
@@ -69,7 +71,7 @@ class Captioner:
         backend: str = "auto",
     ) -> None:
         self.pack = pack
-        self.component = _caption_component(pack, component)
+        self.component = task_component(pack, component, "caption", "a", "a captioner")
         comp = self.component
         if comp.image is None or comp.generation is None or comp.kv_cache is None or "tokenizer" not in comp.files:
             raise PackError(f"component '{comp.name}': a caption component needs image, generation, kv_cache and a tokenizer file")
@@ -86,7 +88,7 @@ class Captioner:
         self.decoder_start_ids = [int(t) for t in settings.get("decoder_start_ids", [comp.generation.decoder_start_token_id])]
         self.task_prompts: dict[str, str] = dict(settings.get("task_prompts", {}))
         self.encoder_template = str(settings.get("encoder_template", "{prompt}"))
-        self._past_dtype = np.dtype(_dtype_of(self.step_graph, graph_io.past_names(0)[0]))
+        self._past_dtype = np.dtype(input_dtype(self.step_graph, graph_io.past_names(0)[0]))
         log.info("%s", self.describe())
 
     @property
@@ -125,7 +127,7 @@ class Captioner:
 
     def encode(self, pixel_values: np.ndarray, encoder_prompt: Sequence[int] | None = None) -> dict[str, np.ndarray]:
         """Runs the encoder: ``pixel_values`` float32 (n, 3, H, W) -> cross-attention keys/values."""
-        inputs: dict[str, np.ndarray] = {graph_io.PIXEL_VALUES: pixel_values.astype(_dtype_of(self.encoder_graph, graph_io.PIXEL_VALUES))}
+        inputs: dict[str, np.ndarray] = {graph_io.PIXEL_VALUES: pixel_values.astype(input_dtype(self.encoder_graph, graph_io.PIXEL_VALUES))}
         if encoder_prompt is not None:
             inputs[graph_io.INPUT_IDS] = np.tile(np.asarray(encoder_prompt, dtype=np.int64), (pixel_values.shape[0], 1))
         return self.encoder.run(inputs)
@@ -187,26 +189,3 @@ class Captioner:
         """Captions one image; keyword arguments as :meth:`caption_batch`."""
         return self.caption_batch([image], **kwargs)[0]
 
-
-def _caption_component(pack: Pack, name: str | None) -> Component:
-    if name is not None:
-        component = pack.component(name)
-        if component.task != "caption":
-            raise PackError(f"component '{name}' is a {component.task} component, not a caption component")
-        return component
-    found = pack.components_for("caption")
-    if len(found) != 1:
-        have = [c.name for c in found]
-        raise PackError(
-            f"pack {pack.path}: expected one caption component, found {len(found)} {have}; name the one to use"
-            if found
-            else f"pack {pack.path} has no caption component (compile a captioner into it with `edgemm compile`)"
-        )
-    return found[0]
-
-
-def _dtype_of(graph: Graph, name: str) -> str:
-    for spec in graph.inputs:
-        if spec.name == name:
-            return spec.dtype
-    raise PackError(f"graph {graph.variant} ({graph.file.path}) has no input '{name}'")

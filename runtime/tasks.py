@@ -48,10 +48,12 @@ __all__ = [
     "choose_precision",
     "describe_backends",
     "device_target",
+    "input_dtype",
     "open_graph",
     "plan_component",
     "plan_graphs",
     "resolve_backend",
+    "task_component",
 ]
 
 _SHORT_NAMES = {"trt": "tensorrt", "ort": "onnxruntime"}
@@ -411,3 +413,37 @@ class KVCacheState:
             self.backend.reorder_kept(order)
         self._cross_rows = self._cross_rows[order]
         self.rows = int(order.size)
+
+
+def task_component(pack: Pack, name: str | None, task: str, article: str, how: str) -> Component:
+    """The component a task runs: ``name``, else the pack's only component of ``task``.
+
+    Args:
+        article: "a" or "an", for messages ("not an asr component").
+        how: what to compile into the pack when it has none ("a captioner", "a Whisper checkpoint").
+
+    Raises:
+        PackError: ``name`` is another task's component, or the pack has none or several of ``task``.
+    """
+    if name is not None:
+        component = pack.component(name)
+        if component.task != task:
+            raise PackError(f"component '{name}' is a {component.task} component, not {article} {task} component")
+        return component
+    found = pack.components_for(task)
+    if len(found) != 1:
+        have = [c.name for c in found]
+        raise PackError(
+            f"pack {pack.path}: expected one {task} component, found {len(found)} {have}; name the one to use"
+            if found
+            else f"pack {pack.path} has no {task} component (compile {how} into it with `edgemm compile`)"
+        )
+    return found[0]
+
+
+def input_dtype(graph: Graph, name: str) -> str:
+    """The declared dtype of ``graph``'s input ``name`` (inputs are cast to it before a run)."""
+    for spec in graph.inputs:
+        if spec.name == name:
+            return spec.dtype
+    raise PackError(f"graph {graph.variant} ({graph.file.path}) has no input '{name}'")

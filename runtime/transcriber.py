@@ -43,8 +43,8 @@ from .audio_features import check_waveform, whisper_features
 from .backends import OrtOptions
 from .errors import AudioError, InputError, PackError
 from .generation import DecoderState, build_processors, generate, log_softmax
-from .pack import Component, Graph, Pack
-from .tasks import KVCacheState, describe_backends, open_graph, plan_graphs
+from .pack import Component, Pack
+from .tasks import KVCacheState, describe_backends, input_dtype, open_graph, plan_graphs, task_component
 from .tokenizer import TextTokenizer
 
 __all__ = ["CROSS_KV", "ENCODER", "ROLES", "STEP", "Transcriber", "Transcription", "WhisperSettings"]
@@ -191,7 +191,7 @@ class Transcriber:
         backend: str = "auto",
     ) -> None:
         self.pack = pack
-        self.component = _asr_component(pack, component)
+        self.component = task_component(pack, component, "asr", "an", "a Whisper checkpoint")
         comp = self.component
         if comp.audio is None or comp.generation is None or comp.kv_cache is None or "tokenizer" not in comp.files:
             raise PackError(f"component '{comp.name}': an asr component needs audio, generation, kv_cache and a tokenizer file")
@@ -211,7 +211,7 @@ class Transcriber:
         self.is_multilingual = self.whisper.is_multilingual
         self.languages = tuple(self.whisper.languages)
         self._language_by_id = {v: k for k, v in self.whisper.languages.items()}
-        self._past_dtype = np.dtype(_dtype_of(self.graphs[STEP], graph_io.past_names(0)[0]))
+        self._past_dtype = np.dtype(input_dtype(self.graphs[STEP], graph_io.past_names(0)[0]))
         log.info("%s", self.describe())
 
     @property
@@ -257,13 +257,13 @@ class Transcriber:
         Returns:
             ``cross.{i}.key`` / ``cross.{i}.value`` for every decoder layer, each (n, heads, 1500, head_dim).
         """
-        hidden = self.encoder.run({graph_io.INPUT_FEATURES: features.astype(_dtype_of(self.graphs[ENCODER], graph_io.INPUT_FEATURES))})
+        hidden = self.encoder.run({graph_io.INPUT_FEATURES: features.astype(input_dtype(self.graphs[ENCODER], graph_io.INPUT_FEATURES))})
         states = hidden[graph_io.ENCODER_HIDDEN_STATES]
-        return self.cross_kv_backend.run({graph_io.ENCODER_HIDDEN_STATES: states.astype(_dtype_of(self.graphs[CROSS_KV], graph_io.ENCODER_HIDDEN_STATES))})
+        return self.cross_kv_backend.run({graph_io.ENCODER_HIDDEN_STATES: states.astype(input_dtype(self.graphs[CROSS_KV], graph_io.ENCODER_HIDDEN_STATES))})
 
     def encoder_hidden_states(self, features: np.ndarray) -> np.ndarray:
         """The encoder graph alone: (n, n_mels, 3000) -> (n, 1500, d_model) float32."""
-        out = self.encoder.run({graph_io.INPUT_FEATURES: features.astype(_dtype_of(self.graphs[ENCODER], graph_io.INPUT_FEATURES))})
+        out = self.encoder.run({graph_io.INPUT_FEATURES: features.astype(input_dtype(self.graphs[ENCODER], graph_io.INPUT_FEATURES))})
         return np.asarray(out[graph_io.ENCODER_HIDDEN_STATES], dtype=np.float32)
 
     def state(self, cross: dict[str, np.ndarray]) -> KVCacheState:
@@ -552,26 +552,3 @@ class Transcriber:
                     totals[i] += float(logprobs[i, row[j]])
         return [float(totals[i] / max(1, len(row))) for i, row in enumerate(rows)]
 
-
-def _asr_component(pack: Pack, name: str | None) -> Component:
-    if name is not None:
-        component = pack.component(name)
-        if component.task != "asr":
-            raise PackError(f"component '{name}' is a {component.task} component, not an asr component")
-        return component
-    found = pack.components_for("asr")
-    if len(found) != 1:
-        have = [c.name for c in found]
-        raise PackError(
-            f"pack {pack.path}: expected one asr component, found {len(found)} {have}; name the one to use"
-            if found
-            else f"pack {pack.path} has no asr component (compile a Whisper checkpoint into it with `edgemm compile`)"
-        )
-    return found[0]
-
-
-def _dtype_of(graph: Graph, name: str) -> str:
-    for spec in graph.inputs:
-        if spec.name == name:
-            return spec.dtype
-    raise PackError(f"graph {graph.variant} ({graph.file.path}) has no input '{name}'")
