@@ -33,7 +33,7 @@ from .engines import (
     BACKENDS,
     BackendChoice,
     describe_device,
-    device_mismatches,
+    engine_mismatches,
     engine_precisions,
     select_backend,
     tensorrt_graph,
@@ -211,7 +211,7 @@ def plan_graphs(
             _refuse(component, roles, precision, device, unavailable, have)
         if device is None:
             why_not = unavailable or "TensorRT cannot run here"
-        elif all(device_mismatches(e.device, device) for e in component.engines):
+        elif all(engine_mismatches(e, device) for e in component.engines):
             others = ", ".join(sorted({describe_device(e.device) for e in component.engines}))
             why_not = f"its engines were built for other devices ({others}), this is {describe_device(device)}; run `edgemm build PACK` here"
         elif not have:
@@ -270,7 +270,8 @@ def describe_backends(backends: Mapping[str, Backend]) -> str:
 
 @runtime_checkable
 class _DeviceCache(Protocol):
-    """What a backend offers beyond :class:`Backend` to keep a cache on its device (TensorRT)."""
+    """What a backend offers beyond :class:`Backend` to keep a cache on its device (TensorRT and
+    ONNX Runtime both do)."""
 
     def hold(self, inputs: Mapping[str, np.ndarray]) -> None: ...
 
@@ -288,13 +289,15 @@ class KVCacheState:
     The cache stays on the backend between steps: each step's ``present.*`` outputs become the next
     step's ``past.*`` inputs through the backend's ``keep`` (GPU buffers on TensorRT, OrtValues
     bound with IOBinding on ONNX Runtime), and only the last position's logits come back to the
-    host. On TensorRT the cross-attention keys/values are uploaded once (``hold``) and beam search
-    reorders the cache on the GPU (``reorder_kept``).
+    host. The cross-attention keys/values are put on the backend's device once (``hold``) and beam
+    search reorders the cache where it lives (``reorder_kept``: row copies on TensorRT, a one-node
+    Gather graph on ONNX Runtime's provider).
 
-    A backend that cannot reorder a kept cache (ONNX Runtime) switches to host mode at the first
-    :meth:`reorder`, which beam search calls before its first step: the cache then comes back to the
-    host each step and is reordered in numpy, as before keeping existed. Reading :attr:`past` does
-    the same (calibration records every step's inputs).
+    A backend without ``hold``/``reorder_kept``/``fetch_kept`` gets the cross keys/values with
+    every step and switches to host mode at the first :meth:`reorder`, which beam search calls
+    before its first step: the cache then comes back to the host each step and is reordered in
+    numpy. Reading :attr:`past` switches any backend to host mode (calibration records every
+    step's inputs).
 
     One state at a time per backend: a new state takes the backend's kept cache over, and stepping
     an older one raises :class:`~edgemm.errors.BackendError`.

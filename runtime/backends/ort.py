@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..errors import BackendError, BackendUnavailableError, DependencyMissingError, EdgemmError
+from ..errors import BackendError, BackendUnavailableError, DependencyMissingError, EdgemmError, InputError
 from ..onnx_graph import ELEMENT_TYPES, TensorSpec
 from .base import Backend, check_inputs
 
@@ -123,20 +123,60 @@ def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) 
     return tuple(resolved)
 
 
-def _spec_from_node_arg(arg: Any) -> TensorSpec:
-    # NodeArg.type is e.g. "tensor(float)"; map it to the names the manifest uses.
-    ort_type = str(arg.type)
+def _dtype_name(ort_type: str) -> str:
+    """ONNX Runtime's type text (``tensor(float)``) -> the names the manifest uses (``float32``)."""
     inner = ort_type[len("tensor(") : -1] if ort_type.startswith("tensor(") else ort_type
-    dtype = {
-        "float": "float32",
-        "double": "float64",
-        "float16": "float16",
-        "bfloat16": "bfloat16",
-    }.get(inner, inner)
-    if dtype not in ELEMENT_TYPES.values():
-        dtype = inner
+    dtype = {"float": "float32", "double": "float64"}.get(inner, inner)
+    return dtype if dtype in ELEMENT_TYPES.values() else inner
+
+
+def _spec_from_node_arg(arg: Any) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else (d or "?") for d in (arg.shape or ()))
-    return TensorSpec(name=arg.name, dtype=dtype, shape=shape)
+    return TensorSpec(name=arg.name, dtype=_dtype_name(str(arg.type)), shape=shape)
+
+
+# --- a one-node Gather graph, for reordering kept tensors where they live ---------------------------
+# Written as protobuf bytes by hand (the runtime does not depend on the onnx package): ModelProto
+# {ir_version 8, opset 13, graph {Gather(data, rows) -> out, axis 0}}, field numbers from onnx.proto3.
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: int | bytes | str) -> bytes:
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _value_info(name: str, elem_type: int, dims: Sequence[str]) -> bytes:
+    shape = b"".join(_field(1, _field(2, d)) for d in dims)  # TensorShapeProto.dim {dim_param}
+    tensor = _field(1, elem_type) + _field(2, shape)  # TypeProto.Tensor {elem_type, shape}
+    return _field(1, name) + _field(2, _field(1, tensor))  # ValueInfoProto {name, type {tensor_type}}
+
+
+def gather_model(dtype: str, rank: int) -> bytes:
+    """A serialized ONNX model ``out = Gather(data, rows, axis=0)`` for a ``dtype`` tensor of
+    ``rank`` dimensions and int64 ``rows``: the batch rows of a kept tensor, reordered on the device
+    the tensor is on (beam search's cache reorder)."""
+    codes = {name: code for code, name in ELEMENT_TYPES.items()}
+    if dtype not in codes or rank < 1:
+        raise BackendError(f"gather: expected a tensor dtype of {sorted(codes)} and rank >= 1, got {dtype} rank {rank}")
+    dims = [f"d{i}" for i in range(rank)]
+    node = _field(1, "data") + _field(1, "rows") + _field(2, "out") + _field(3, "gather") + _field(4, "Gather")
+    node += _field(5, _field(1, "axis") + _field(3, 0) + _field(20, 2))  # AttributeProto {name, i, type INT}
+    graph = _field(1, node) + _field(2, "edgemm_gather")
+    graph += _field(11, _value_info("data", codes[dtype], dims)) + _field(11, _value_info("rows", 7, ["rows"]))
+    graph += _field(12, _value_info("out", codes[dtype], ["rows", *dims[1:]]))
+    return _field(1, 8) + _field(8, _field(1, "") + _field(2, 13)) + _field(7, graph)
 
 
 class OrtBackend(Backend):
@@ -201,7 +241,10 @@ class OrtBackend(Backend):
         self.device = "cuda" if active[0] in _GPU_PROVIDERS else "cpu"
         self._inputs = tuple(_spec_from_node_arg(a) for a in self._session.get_inputs())
         self._outputs = tuple(_spec_from_node_arg(a) for a in self._session.get_outputs())
-        self._kept: dict[str, Any] = {}
+        self._kept: dict[str, Any] = {}  # input name -> OrtValue (a previous call's output)
+        self._held: dict[str, Any] = {}  # input name -> OrtValue (uploaded by hold())
+        self._held_arrays: list[np.ndarray] = []  # CPU OrtValues share these arrays' memory
+        self._gathers: dict[tuple[str, int], Any] = {}
 
     def __repr__(self) -> str:
         return f"OrtBackend({str(self.path)!r}, {self.name})"
@@ -215,13 +258,79 @@ class OrtBackend(Backend):
         return self._outputs
 
     def kept(self) -> tuple[str, ...]:
-        return tuple(self._kept)
+        """Inputs a call may leave out: kept outputs, then held inputs."""
+        return (*self._kept, *(n for n in self._held if n not in self._kept))
 
     def clear(self) -> None:
+        """Drops the kept outputs and the held inputs (start of a new sequence)."""
         self._kept.clear()
+        self._held.clear()
+        self._held_arrays.clear()
 
     def close(self) -> None:
-        self._kept.clear()
+        self.clear()
+        self._gathers.clear()
+
+    def hold(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """Puts inputs that stay the same for many calls (a decoder's cross-attention keys and
+        values, once per image or audio segment) on the provider's device once; calls may then
+        leave them out, until :meth:`clear` or the next :meth:`hold` of the same name. With the
+        CUDA/TensorRT providers this saves one upload per decoding step.
+
+        Raises:
+            InputError: an unknown input, or a wrong dtype, rank or fixed size.
+        """
+        ort = _ort()
+        specs = [s for s in self._inputs if s.name in inputs]
+        unknown = sorted(set(inputs) - {s.name for s in specs})
+        if unknown:
+            raise InputError(f"{self.path.name}: cannot hold {unknown}: the graph's inputs are {sorted(s.name for s in self._inputs)}")
+        arrays = check_inputs(self.path.name, specs, inputs)
+        for name, array in arrays.items():
+            owned = np.array(array, copy=True)  # a CPU OrtValue reads this memory: never the caller's
+            self._held[name] = ort.OrtValue.ortvalue_from_numpy(owned, self.device, 0)
+            self._held_arrays.append(owned)
+
+    def reorder_kept(self, rows: Sequence[int] | np.ndarray) -> None:
+        """Reorders (and may repeat or drop) the batch rows of every kept and held tensor where it
+        lives (GPU memory with the CUDA/TensorRT providers), as beam search does with its cache:
+        row ``i`` of the result is row ``rows[i]`` of the old one.
+
+        Raises:
+            InputError: a row index outside a kept tensor's batch.
+        """
+        order = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1))
+        for store in (self._kept, self._held):
+            for name, value in list(store.items()):
+                store[name] = self._gather(name, value, order)
+
+    def _gather(self, name: str, value: Any, order: np.ndarray) -> Any:
+        shape = tuple(value.shape())
+        batch = shape[0] if shape else 0
+        if order.size and (order.min() < 0 or order.max() >= batch):
+            raise InputError(f"{self.path.name}: reorder rows {order.tolist()} out of range for kept '{name}' with batch {batch}")
+        dtype = _dtype_name(str(value.data_type()))
+        key = (dtype, len(shape))
+        session = self._gathers.get(key)
+        if session is None:
+            ort = _ort()
+            providers = ["CUDAExecutionProvider"] if self.device == "cuda" else ["CPUExecutionProvider"]
+            session = self._gathers[key] = ort.InferenceSession(gather_model(dtype, len(shape)), providers=providers)
+        binding = session.io_binding()
+        binding.bind_ortvalue_input("data", value)
+        binding.bind_cpu_input("rows", order)
+        binding.bind_output("out", self.device)
+        session.run_with_iobinding(binding)
+        return binding.get_outputs()[0]
+
+    def fetch_kept(self, name: str) -> np.ndarray:
+        """A host copy of a kept or held tensor (for inspection; decoding never needs it)."""
+        value = self._kept.get(name)
+        if value is None:
+            value = self._held.get(name)
+        if value is None:
+            raise BackendError(f"{self.path.name}: nothing is kept as '{name}'; kept: {sorted(self.kept())}")
+        return np.array(value.numpy(), copy=True)
 
     def with_options(self, **changes: Any) -> OrtBackend:
         """A new backend for the same graph with some options changed."""
@@ -235,7 +344,7 @@ class OrtBackend(Backend):
         keep: Mapping[str, str] | None = None,
     ) -> dict[str, np.ndarray]:
         label = str(self.path.name)
-        kept_available = [name for name in self._kept if name not in inputs]
+        kept_available = [name for name in self.kept() if name not in inputs]
         arrays = check_inputs(label, self._inputs, inputs, kept_available)
         output_names = [o.name for o in self._outputs]
         keep = dict(keep or {})
@@ -270,11 +379,13 @@ class OrtBackend(Backend):
         for name, array in arrays.items():
             binding.bind_cpu_input(name, array)
         for name in kept_inputs:
-            binding.bind_ortvalue_input(name, self._kept[name])
+            binding.bind_ortvalue_input(name, self._kept[name] if name in self._kept else self._held[name])
         order = list(dict.fromkeys([*wanted, *keep]))
         for name in order:
             binding.bind_output(name, self.device)
         self._session.run_with_iobinding(binding)
         values = dict(zip(order, binding.get_outputs(), strict=False))
-        self._kept = {target: values[source] for source, target in keep.items()}
+        if keep or any(name in self._kept for name in kept_inputs):
+            # Kept outputs replace the previous ones; held inputs stay until clear() or hold().
+            self._kept = {target: values[source] for source, target in keep.items()}
         return {name: values[name].numpy() for name in wanted}

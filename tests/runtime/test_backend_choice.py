@@ -181,9 +181,33 @@ def test_bad_requests(device: Any) -> None:
     assert (plan.precision, plan.target, plan.backend) == ("fp16", "gpu", "onnxruntime")
 
 
-def test_the_real_tensorrt_backend_offers_the_device_cache() -> None:
+def test_the_real_backends_offer_the_device_cache() -> None:
     assert issubclass(TensorrtBackend, _DeviceCache)
-    assert not issubclass(OrtBackend, _DeviceCache)
+    assert issubclass(OrtBackend, _DeviceCache)
+
+
+class _Plain(Backend):
+    """A backend with ``keep`` but without hold/reorder_kept/fetch_kept (a third-party backend)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner, self.name, self.device = inner, "plain", "cpu"
+
+    @property
+    def inputs(self) -> tuple[Any, ...]:
+        return self.inner.inputs
+
+    @property
+    def outputs(self) -> tuple[Any, ...]:
+        return self.inner.outputs
+
+    def run(self, inputs: Mapping[str, np.ndarray], **kwargs: Any) -> dict[str, np.ndarray]:
+        return self.inner.run(inputs, **kwargs)
+
+    def kept(self) -> tuple[str, ...]:
+        return self.inner.kept()
+
+    def clear(self) -> None:
+        self.inner.clear()
 
 
 # --- a real tiny BLIP pack -------------------------------------------------------------------------
@@ -247,7 +271,8 @@ def test_ort_keeps_the_cache_with_the_logits_and_tokens_of_host_decoding(blip: P
 
     kept = captioner.state(dict(cross))
     on_device = forced(kept)
-    assert kept.on_device and set(captioner.step.kept()) == {n for i in range(2) for n in graph_io.past_names(i)}
+    pasts = {n for i in range(2) for n in graph_io.past_names(i)}
+    assert kept.on_device and kept.held and set(captioner.step.kept()) == pasts | set(cross)
     device_calls, spy.calls = spy.calls, []
     host = captioner.state(dict(cross))
     assert all(v.shape == (2, 4, 0, 8) for v in host.past.values())  # reading the cache: host mode
@@ -255,21 +280,23 @@ def test_ort_keeps_the_cache_with_the_logits_and_tokens_of_host_decoding(blip: P
     assert not host.on_device and captioner.step.kept() == ()
     # Same graph, same kernels: bit-identical logits whether the cache stays in ONNX Runtime or not.
     assert on_device.shape == (2, 9, captioner.tokenizer.vocab_size) and np.array_equal(on_device, on_host)
-    # Kept: only logits come back, and after the first step only the new token goes in (plus cross,
-    # which ONNX Runtime has no way to hold).
+    # Kept: only logits come back, and after the first step only the new token goes in (the cross
+    # keys/values were held once, before the first step).
     presents = {n for i in range(2) for n in graph_io.present_names(i)}
     assert all(c["outputs"] == ["logits"] and set(c["keep"]) == presents for c in device_calls)
     assert [len([n for n in c["inputs"] if n.startswith("past.")]) for c in device_calls] == [4] + [0] * 8
+    assert all(not set(cross) & set(c["inputs"]) for c in device_calls)
     assert all(set(c["outputs"]) == {"logits", *presents} and c.get("keep") is None for c in spy.calls)
+    assert all(set(cross) <= set(c["inputs"]) for c in spy.calls)  # host mode feeds cross every step
 
-    # Greedy and beam search through caption_batch (cache kept; beam search switches to host mode
-    # at its first reorder, before any step) give the tokens of the host-mode decoder.
+    # Greedy and beam search through caption_batch (the cache stays in ONNX Runtime and beam search
+    # reorders it there) give the tokens and scores of the host-mode decoder.
     settings = captioner.component.generation
     prompt_ids = np.tile(np.asarray(prefix, np.int64), (2, 1))
     for beams in (1, 3):
         spy.calls = []
         ours = captioner.caption_batch(_photos(), num_beams=beams, max_new_tokens=10)
-        assert all(("keep" in c) == (beams == 1) for c in spy.calls)
+        assert spy.calls and all("keep" in c and not set(cross) & set(c["inputs"]) for c in spy.calls)
         state = captioner.state(captioner.encode(pixels))
         state.past  # noqa: B018 - host mode: the decoder as it was before the cache was kept
         reference = generate(state, prompt_ids, settings, max_new_tokens=10, num_beams=beams)
@@ -284,9 +311,18 @@ def test_a_state_refuses_what_it_cannot_do(blip: Path) -> None:
     cross = captioner.encode(np.zeros((1, 3, 64, 64), np.float32))
     first = captioner.state(dict(cross))
     start = np.asarray([captioner.decoder_start_ids], np.int64)
+    reference = first.step(start)
+    # A backend without the device-cache methods: cross goes in with every step; a reorder before
+    # the first step switches to host mode, after it there is no way to get the cache back.
+    plain = KVCacheState(_Plain(captioner.step), dict(cross), captioner.component.kv_cache, np.float32)
+    assert not plain.held and np.array_equal(plain.step(start), reference)
+    with pytest.raises(errors.BackendError, match=r"plain keeps the decoder cache but cannot hand it back or reorder it"):
+        plain.reorder(np.asarray([0]))
+    host = KVCacheState(_Plain(captioner.step), dict(cross), captioner.component.kv_cache, np.float32)
+    host.reorder(np.asarray([0, 0]))
+    assert not host.on_device and np.array_equal(host.step(np.repeat(start, 2, axis=0)), np.repeat(reference, 2, axis=0))
+    first = captioner.state(dict(cross))
     first.step(start)
-    with pytest.raises(errors.BackendError, match=r"onnxruntime\[CPUExecutionProvider\] keeps the decoder cache but cannot hand it back or reorder it"):
-        first.reorder(np.asarray([0]))
     with pytest.raises(errors.BackendError, match=r"reorder: expected row indices in \[0, 1\), got \[1\]"):
         captioner.state(dict(cross)).reorder(np.asarray([1]))
     second = captioner.state(dict(cross))

@@ -99,6 +99,76 @@ def test_kept_outputs_feed_the_next_call(tmp_path: Path) -> None:
         backend.run({"x": steps[0]})
 
 
+def _provider(name: str) -> OrtOptions:
+    import onnxruntime as ort
+
+    full = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[name]
+    if full not in ort.get_available_providers():
+        pytest.skip(f"needs onnxruntime with {full} (onnxruntime-gpu and a CUDA GPU)")
+    return OrtOptions(providers=(name,), intra_op_threads=1)
+
+
+# The CUDA case runs where onnxruntime-gpu and a GPU exist (not in CI): there the kept and held
+# values are GPU memory and the Gather graph runs on the CUDA provider.
+PROVIDERS = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_reorder_kept_rows_where_they_live(tmp_path: Path, provider: str) -> None:
+    _cache_graph(tmp_path / "step.onnx")
+    backend = OrtBackend(tmp_path / "step.onnx", _provider(provider))
+    assert backend.device == provider
+    x = np.arange(2 * 2 * 2 * 4, dtype=np.float32).reshape(2, 2, 2, 4)
+    backend.run({"x": x, "past": np.zeros((2, 2, 0, 4), np.float32)}, keep={"present": "past"})
+    backend.reorder_kept([1, 1, 0])
+    np.testing.assert_array_equal(backend.fetch_kept("past"), x[[1, 1, 0]])
+    out = backend.run({"x": np.ones((3, 2, 1, 4), np.float32)}, keep={"present": "past"})
+    np.testing.assert_allclose(out["y"], x[[1, 1, 0]].sum(axis=2) + 1)
+    backend.reorder_kept(np.asarray([2]))
+    np.testing.assert_array_equal(backend.fetch_kept("past")[0, :, :2], x[0])
+    with pytest.raises(errors.InputError, match=r"reorder rows \[1\] out of range for kept 'past' with batch 1"):
+        backend.reorder_kept([1])
+    with pytest.raises(errors.BackendError, match=r"nothing is kept as 'x'; kept: \['past'\]"):
+        backend.fetch_kept("x")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_held_inputs_are_given_once(tmp_path: Path, provider: str) -> None:
+    _cache_graph(tmp_path / "step.onnx")
+    backend = OrtBackend(tmp_path / "step.onnx", _provider(provider))
+    x = np.arange(1 * 2 * 2 * 4, dtype=np.float32).reshape(1, 2, 2, 4)
+    backend.hold({"x": x})
+    x += 100  # the backend holds its own copy
+    assert backend.kept() == ("x",)
+    past = np.ones((1, 2, 3, 4), np.float32)
+    for _ in range(3):
+        out = backend.run({"past": past})
+        np.testing.assert_allclose(out["y"], (x - 100).sum(axis=2) + 3)
+    assert backend.kept() == ("x",)  # a call that keeps nothing leaves held inputs alone
+    backend.run({"past": np.zeros((1, 2, 0, 4), np.float32)}, keep={"present": "past"})
+    assert backend.kept() == ("past", "x")
+    backend.reorder_kept([0, 0])
+    np.testing.assert_array_equal(backend.fetch_kept("x"), (x - 100)[[0, 0]])
+    assert backend.fetch_kept("past").shape == (2, 2, 2, 4)
+    backend.clear()
+    assert backend.kept() == ()
+    with pytest.raises(errors.InputError, match=r"cannot hold \['z'\]"):
+        backend.hold({"z": x})
+    with pytest.raises(errors.InputError, match=r"input 'x' expects dtype float32, got int64"):
+        backend.hold({"x": x.astype(np.int64)})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "bool"])
+def test_the_gather_graph_is_valid_onnx(dtype: str) -> None:
+    from edgemm.runtime.backends.ort import gather_model
+
+    model = onnx.load_from_string(gather_model(dtype, 3))
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["Gather"] and model.opset_import[0].version == 13
+    with pytest.raises(errors.BackendError, match=r"gather: expected a tensor dtype"):
+        gather_model("float128", 3)
+
+
 def test_keep_names_are_checked(tmp_path: Path) -> None:
     _cache_graph(tmp_path / "step.onnx")
     backend = OrtBackend(tmp_path / "step.onnx", CPU)
