@@ -102,6 +102,10 @@ class BuildConfig:
         timing_cache: the timing cache file (None: one per device under the user's cache folder).
         force: rebuild engines that already exist for this device.
         device_index: the CUDA device to build on.
+        version_compatible: build with TensorRT's version-compatible flag: the engine carries
+            TensorRT's lean runtime and also runs with later TensorRT releases (same major version,
+            or 10 -> 11) on the same GPU; it may be slower, and loading it runs code from the plan
+            (only load packs you trust).
     """
 
     pack: str
@@ -117,6 +121,7 @@ class BuildConfig:
     timing_cache: str | None = None
     force: bool = False
     device_index: int = 0
+    version_compatible: bool = False
     version: int = BUILD_CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -157,6 +162,7 @@ class BuiltEngine:
     def describe(self) -> str:
         what = "kept" if self.reused else "built"
         where = f", DLA core {self.engine.dla_core}" if self.engine.dla_core is not None else ""
+        where += ", version-compatible" if self.engine.version_compatible else ""
         took = " (already built for this device; --force rebuilds)" if self.reused else f" in {self.engine.build_time_s:.1f} s"
         return f"{what} {self.engine.file.path}  {self.engine.precision}{where}, {_size(self.engine.file.size_bytes)}{took}"
 
@@ -238,7 +244,11 @@ def plan_builds(pack: Pack, config: BuildConfig, device: DeviceKey, overrides: d
             raise EngineBuildError(f"component '{name}' has no graph to build for TensorRT in {list(config.precisions or PRECISIONS)}; it has: {have}")
         for graph in graphs:
             profile = derive_profile(component, graph, config.defaults(), overrides)
-            existing = None if config.force else reusable_engine(component, graph, device, (profile,), config.dla_core)
+            existing = (
+                None
+                if config.force
+                else reusable_engine(component, graph, device, (profile,), config.dla_core, version_compatible=config.version_compatible)
+            )
             plans.append(PlannedEngine(component, graph, profile, engine_path(graph, device, config.dla_core), existing))
     return plans
 
@@ -317,6 +327,8 @@ class _Builder:
             builder_config.default_device_type = trt.DeviceType.DLA
             builder_config.DLA_core = self.config.dla_core
             builder_config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        if self.config.version_compatible:
+            builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)  # the plan carries the lean runtime
         self._load_timing_cache(builder_config)
         monitor = _monitor(self.progress)  # held here: TensorRT keeps no Python reference to it
         builder_config.progress_monitor = monitor
@@ -462,6 +474,7 @@ def build_engines(config: BuildConfig, *, show_progress: bool = True, stream: Te
                 build_time_s=round(took, 2),
                 built_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 dla_core=config.dla_core,
+                version_compatible=config.version_compatible,
             )
             pack = _commit(pack, plan, data, engine)
         results.append(BuiltEngine(plan.component.name, plan.graph.file.path, engine, reused=False))

@@ -34,6 +34,7 @@ __all__ = [
     "describe_device",
     "device_mismatches",
     "dla_problem",
+    "engine_mismatches",
     "engine_path",
     "engine_precisions",
     "find_engine",
@@ -147,12 +148,27 @@ def describe_device(key: DeviceKey) -> str:
     return f"{key.gpu_name} (sm{cc}, TensorRT {key.tensorrt_version}, CUDA {key.cuda_version})"
 
 
-def device_mismatches(built: DeviceKey, here: DeviceKey) -> list[str]:
+_VERSION_COMPATIBLE_MAJORS = {(8, 9), (8, 10), (10, 11)}
+"""Major-version steps a version-compatible engine survives (NVIDIA's support matrix: TensorRT 8
+engines run on 9 and 10, TensorRT 10 engines on 11; within a major version, any later release)."""
+
+
+def _runs_version_compatible(built: str, here: str) -> bool:
+    try:
+        b, h = parse_version(built)[:3], parse_version(here)[:3]
+    except ValueError:
+        return built == here
+    return h >= b and (h[0] == b[0] or (b[0], h[0]) in _VERSION_COMPATIBLE_MAJORS)
+
+
+def device_mismatches(built: DeviceKey, here: DeviceKey, *, version_compatible: bool = False) -> list[str]:
     """Why an engine built for ``built`` cannot run on ``here`` (empty: it can).
 
     TensorRT engines are specific to the GPU model (tactics are timed on it), its compute
     capability and the exact TensorRT release (major.minor.patch); the CUDA major version must
-    match the one TensorRT was built against, a different minor version is fine.
+    match the one TensorRT was built against, a different minor version is fine. A
+    ``version_compatible`` engine also runs with a later TensorRT release (same major version, or
+    8 -> 9/10, 10 -> 11), never an earlier one; the GPU must still match.
     """
     reasons = []
     if built.gpu_name.strip().lower() != here.gpu_name.strip().lower():
@@ -163,7 +179,13 @@ def device_mismatches(built: DeviceKey, here: DeviceKey) -> list[str]:
         same_trt = parse_version(built.tensorrt_version)[:3] == parse_version(here.tensorrt_version)[:3]
     except ValueError:
         same_trt = built.tensorrt_version == here.tensorrt_version
-    if not same_trt:
+    if version_compatible and not same_trt:
+        if not _runs_version_compatible(built.tensorrt_version, here.tensorrt_version):
+            reasons.append(
+                f"TensorRT {here.tensorrt_version} cannot run a version-compatible engine of TensorRT {built.tensorrt_version} "
+                "(it runs on the same or a later release: same major version, 8 -> 9/10, 10 -> 11)"
+            )
+    elif not same_trt:
         reasons.append(f"TensorRT {built.tensorrt_version} != {here.tensorrt_version}")
     try:
         same_cuda = parse_version(built.cuda_version)[:1] == parse_version(here.cuda_version)[:1]
@@ -174,11 +196,17 @@ def device_mismatches(built: DeviceKey, here: DeviceKey) -> list[str]:
     return reasons
 
 
+def engine_mismatches(engine: Engine, here: DeviceKey) -> list[str]:
+    """Why ``engine`` cannot run on ``here`` (empty: it can); see :func:`device_mismatches`."""
+    return device_mismatches(engine.device, here, version_compatible=engine.version_compatible)
+
+
 def dla_problem(device: DeviceKey, dla_core: int, num_dla_cores: int) -> str | None:
     """Why ``dla_core`` cannot be used on ``device`` (None: it can).
 
     DLA exists on Jetson AGX Orin (2 cores) and Orin NX (1 or 2), not on Orin Nano or desktop GPUs.
-    TensorRT 11 supports DLA only on AGX Orin, from 11.4.1 on.
+    TensorRT 10.7 is the last 10.x release with DLA (JetPack 6 ships 10.3); TensorRT 11 supports
+    DLA only on AGX Orin, from 11.4.1 on.
     """
     try:
         version = parse_version(device.tensorrt_version)
@@ -186,6 +214,8 @@ def dla_problem(device: DeviceKey, dla_core: int, num_dla_cores: int) -> str | N
         version = (0,)
     if num_dla_cores <= 0:
         return f"{device.gpu_name} has no DLA (DLA exists on Jetson AGX Orin and Orin NX, not on Orin Nano or desktop GPUs)"
+    if version[0] == 10 and version[:2] > (10, 7):
+        return f"TensorRT {device.tensorrt_version} has no DLA support (10.7 was the last 10.x release with DLA; JetPack 6 ships 10.3)"
     if version[0] >= 11 and (version[:3] < (11, 4, 1) or "agx orin" not in device.gpu_name.lower()):
         return f"TensorRT {device.tensorrt_version} supports DLA only on Jetson AGX Orin, from TensorRT 11.4.1 on; this is {device.gpu_name}"
     if not 0 <= dla_core < num_dla_cores:
@@ -488,11 +518,11 @@ def derive_profile(
 
 
 def find_engine(component: Component, graph: Graph, device: DeviceKey, *, dla_core: int | None = None) -> Engine | None:
-    """The engine of ``graph`` that runs on ``device`` (on the GPU, or on ``dla_core``), if any."""
-    for engine in component.engines:
-        if engine.graph == graph.file.path and engine.dla_core == dla_core and not device_mismatches(engine.device, device):
-            return engine
-    return None
+    """The engine of ``graph`` that runs on ``device`` (on the GPU, or on ``dla_core``), if any;
+    one built by this very TensorRT release before a version-compatible one from an earlier release."""
+    runs = [e for e in component.engines if e.graph == graph.file.path and e.dla_core == dla_core and not engine_mismatches(e, device)]
+    runs.sort(key=lambda e: bool(device_mismatches(e.device, device)))  # stable: manifest order otherwise
+    return runs[0] if runs else None
 
 
 def engine_precisions(component: Component, device: DeviceKey | None) -> tuple[str, ...]:
@@ -515,13 +545,27 @@ def engine_precisions(component: Component, device: DeviceKey | None) -> tuple[s
 
 
 def reusable_engine(
-    component: Component, graph: Graph, device: DeviceKey, profiles: tuple[OptimizationProfile, ...], dla_core: int | None
+    component: Component,
+    graph: Graph,
+    device: DeviceKey,
+    profiles: tuple[OptimizationProfile, ...],
+    dla_core: int | None,
+    *,
+    version_compatible: bool = False,
 ) -> Engine | None:
-    """An existing engine ``edgemm build`` can keep instead of rebuilding: same graph, a device
-    that matches, the same DLA core and the same optimization profiles."""
-    engine = find_engine(component, graph, device, dla_core=dla_core)
-    if engine is not None and engine.profiles == profiles:
-        return engine
+    """An existing engine ``edgemm build`` can keep instead of rebuilding: same graph, built on
+    this very device and TensorRT release, the same DLA core, optimization profiles and
+    version-compatible flag. (A version-compatible engine of an earlier release still runs here,
+    but a build on this release makes this release's own engine.)"""
+    for engine in component.engines:
+        if (
+            engine.graph == graph.file.path
+            and engine.dla_core == dla_core
+            and engine.profiles == profiles
+            and engine.version_compatible == version_compatible
+            and not device_mismatches(engine.device, device)
+        ):
+            return engine
     return None
 
 
@@ -583,12 +627,14 @@ def select_backend(
             raise BackendUnavailableError(f"{label}: backend tensorrt was requested, but {why}")
         return BackendChoice("onnxruntime", None, why if engines else "the pack has no TensorRT engine of this graph")
     gpu_engines = sorted(engines, key=lambda e: e.dla_core is not None)
+    gpu_engines.sort(key=lambda e: bool(device_mismatches(e.device, device)))  # this release's own first
     for engine in gpu_engines:
-        if not device_mismatches(engine.device, device):
+        if not engine_mismatches(engine, device):
             where = f"DLA core {engine.dla_core}" if engine.dla_core is not None else "GPU"
-            return BackendChoice("tensorrt", engine, f"engine built for this device, {engine.precision} on the {where}")
+            how = "built for this device" if not device_mismatches(engine.device, device) else f"version-compatible, built with TensorRT {engine.device.tensorrt_version}"
+            return BackendChoice("tensorrt", engine, f"engine {how}, {engine.precision} on the {where}")
     if engines:
-        built = "; ".join(f"{describe_device(e.device)}: {', '.join(device_mismatches(e.device, device))}" for e in engines)
+        built = "; ".join(f"{describe_device(e.device)}: {', '.join(engine_mismatches(e, device))}" for e in engines)
         message = (
             f"{label}: its engines were built for another device ({built}); this device is {describe_device(device)}. "
             f"Run `edgemm build PACK` on this device"

@@ -333,6 +333,9 @@ class Engine:
     build_time_s: float
     built_at: str
     dla_core: int | None = None
+    version_compatible: bool = False
+    """Built with TensorRT's version-compatible flag: it also runs with later TensorRT releases
+    (same major version, or TensorRT 10 -> 11), carrying its own lean runtime."""
 
 
 @dataclass(frozen=True)

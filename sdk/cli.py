@@ -73,7 +73,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if comp.engines:
             print("  engines")
             for e in comp.engines:
-                print(f"    {e.device.slug}  {e.precision}  {e.file.path}  (from {e.graph})")
+                extra = "".join(
+                    [f", DLA core {e.dla_core}" if e.dla_core is not None else "", ", version-compatible" if e.version_compatible else ""]
+                )
+                print(f"    {e.device.slug}  {e.precision}  {e.file.path}  (from {e.graph}{extra})")
             print(f"  backends   on this machine (--backend {args.backend})")
             for variant, choice in backends[comp.name].items():
                 print(f"    {variant}: {choice}")
@@ -126,6 +129,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         timing_cache=args.timing_cache,
         force=args.force,
         device_index=args.device,
+        version_compatible=args.version_compatible,
     )
     report = build_engines(config, show_progress=not args.quiet)
     if args.json:
@@ -629,6 +633,11 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--dla", type=int, metavar="N", help="build for DLA core N with GPU fallback (Jetson AGX Orin / Orin NX)")
     build.add_argument("--timing-cache", metavar="PATH", help="timing cache file (default: one per device under ~/.cache/edgemm/tensorrt)")
     build.add_argument("--force", action="store_true", help="rebuild engines already built for this device")
+    build.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="engines that also run with later TensorRT releases on the same GPU (carry a lean runtime; may be slower)",
+    )
     build.add_argument("--device", type=int, default=0, metavar="N", help="CUDA device index (default 0)")
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.add_argument("--quiet", action="store_true", help="no progress output")

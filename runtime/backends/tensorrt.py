@@ -16,6 +16,7 @@ them, by at least 1.5x.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import threading
@@ -27,8 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engines import describe_device, device_mismatches, gpu_display_name, parse_version
-from ..errors import BackendError, DependencyMissingError, EdgemmError, EngineMismatchError, InputError
+from ..engines import describe_device, engine_mismatches, gpu_display_name, parse_version
+from ..errors import (
+    BackendError,
+    DependencyMissingError,
+    EdgemmError,
+    EngineMismatchError,
+    InputError,
+    PackIntegrityError,
+)
 from ..onnx_graph import TensorSpec
 from ..pack import DeviceKey, Engine, Graph
 from .base import Backend, check_inputs
@@ -260,7 +268,7 @@ class TensorrtBackend(Backend):
             raise BackendError(f"TensorRT engine {self.path}: expected a file, found nothing (run `edgemm build PACK`)")
         if engine is not None:
             here = device or probe_device(device_index)
-            reasons = device_mismatches(engine.device, here)
+            reasons = engine_mismatches(engine, here)
             if reasons:
                 raise EngineMismatchError(
                     f"TensorRT engine {engine.file.path} was built for {describe_device(engine.device)}; this device is "
@@ -274,7 +282,18 @@ class TensorrtBackend(Backend):
         runtime = trt.Runtime(logger)
         if engine is not None and engine.dla_core is not None:
             runtime.DLA_core = engine.dla_core
-        cuda_engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        data = self.path.read_bytes()
+        if engine is not None and engine.version_compatible:
+            # The plan carries TensorRT's lean runtime: host code that TensorRT runs only when
+            # allowed. Allow it for the file the manifest names, byte for byte, and nothing else.
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != engine.file.sha256:
+                raise PackIntegrityError(
+                    f"TensorRT engine {self.path}: sha256 should be {engine.file.sha256[:16]}..., found {digest[:16]}...; "
+                    "a version-compatible engine runs code from its file, so a changed file is refused (rebuild it: edgemm build PACK --force)"
+                )
+            runtime.engine_host_code_allowed = True
+        cuda_engine = runtime.deserialize_cuda_engine(data)
         if cuda_engine is None:
             raise EngineMismatchError(
                 f"TensorRT {trt.__version__} could not load engine {self.path}: {self._capture.take() or 'no reason given'} "

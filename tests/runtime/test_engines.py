@@ -148,6 +148,32 @@ def test_device_mismatches(here, expected) -> None:
 
 
 @pytest.mark.parametrize(
+    ("built", "here", "runs"),
+    [
+        ("10.3.0", "10.3.0", True),
+        ("10.3.0", "10.7.0", True),  # a later release of the same major version
+        ("10.3.0", "11.1.0", True),  # TensorRT 10 -> 11 is supported
+        ("8.6.1", "10.3.0", True),  # as is 8 -> 10
+        ("10.7.0", "10.3.0", False),  # never an earlier release
+        ("11.1.0", "10.16.0", False),
+        ("8.6.1", "11.1.0", False),  # 8 -> 11 is not supported
+    ],
+)
+def test_version_compatible_engines_run_on_later_releases(built: str, here: str, runs: bool) -> None:
+    engine_device = dataclasses.replace(ORIN, tensorrt_version=built)
+    here_device = dataclasses.replace(ORIN, tensorrt_version=here)
+    reasons = device_mismatches(engine_device, here_device, version_compatible=True)
+    assert (reasons == []) == runs, reasons
+    if not runs:
+        assert reasons == [f"TensorRT {here} cannot run a version-compatible engine of TensorRT {built} (it runs on the same or a later release: same major version, 8 -> 9/10, 10 -> 11)"]
+    # The GPU still has to match.
+    assert device_mismatches(engine_device, dataclasses.replace(RTX, tensorrt_version=built), version_compatible=True)[:2] == [
+        "GPU 'NVIDIA Jetson AGX Orin' != 'NVIDIA GeForce RTX 4090'",
+        "compute capability 8.7 != 8.9",
+    ]
+
+
+@pytest.mark.parametrize(
     ("device", "core", "cores", "expected"),
     [
         (ORIN, 0, 2, None),
@@ -158,6 +184,8 @@ def test_device_mismatches(here, expected) -> None:
         (dataclasses.replace(ORIN, tensorrt_version="11.4.1"), 0, 2, None),
         (dataclasses.replace(ORIN, gpu_name="NVIDIA Jetson Orin NX", tensorrt_version="11.4.1"), 0, 1, "supports DLA only on Jetson AGX Orin"),
         (dataclasses.replace(ORIN, gpu_name="NVIDIA Jetson Orin NX"), 0, 1, None),
+        (dataclasses.replace(ORIN, tensorrt_version="10.7.0"), 0, 2, None),
+        (dataclasses.replace(ORIN, tensorrt_version="10.8.0"), 0, 2, "10.7 was the last 10.x release with DLA"),
     ],
 )
 def test_dla_problem(device, core, cores, expected) -> None:
@@ -247,7 +275,9 @@ def test_overrides_must_name_an_axis_or_input() -> None:
         check_overrides(parse_shape_overrides(["past_seq=0:8:16"]), graphs)
 
 
-def _engine(graph: pk.Graph, device: pk.DeviceKey, profile: pk.OptimizationProfile | None = None, dla_core: int | None = None) -> pk.Engine:
+def _engine(
+    graph: pk.Graph, device: pk.DeviceKey, profile: pk.OptimizationProfile | None = None, dla_core: int | None = None, *, compatible: bool = False
+) -> pk.Engine:
     return pk.Engine(
         graph=graph.file.path,
         file=pk.FileRef(engine_path(graph, device, dla_core), SHA, 1),
@@ -257,6 +287,7 @@ def _engine(graph: pk.Graph, device: pk.DeviceKey, profile: pk.OptimizationProfi
         build_time_s=1.0,
         built_at="2026-01-01T00:00:00Z",
         dla_core=dla_core,
+        version_compatible=compatible,
     )
 
 
@@ -270,6 +301,27 @@ def test_find_and_reuse_engines() -> None:
     assert reusable_engine(component, graph, ORIN, engine.profiles, None) == engine
     wider = derive_profile(FULL, graph, ShapeDefaults(max_batch=8))
     assert reusable_engine(component, graph, ORIN, (wider,), None) is None
+    assert reusable_engine(component, graph, ORIN, engine.profiles, None, version_compatible=True) is None  # asked for another kind
+
+
+def test_version_compatible_engines_are_found_after_this_releases_own() -> None:
+    graph = tensorrt_graph(FULL, "encoder", "fp16")
+    old = _engine(graph, ORIN, compatible=True)  # built with TensorRT 10.3.0
+    later = dataclasses.replace(ORIN, tensorrt_version="10.7.0")
+    component = dataclasses.replace(FULL, engines=(old,))
+    assert find_engine(component, graph, later) == old
+    choice = select_backend(component, graph, later)
+    assert choice.engine == old and choice.describe() == "tensorrt (engine version-compatible, built with TensorRT 10.3.0, fp16 on the GPU)"
+    assert engine_precisions(dataclasses.replace(FULL, engines=(old, _engine(tensorrt_graph(FULL, "decoder_step", "fp16"), ORIN, compatible=True))), later) == ("fp16",)
+    # edgemm build on 10.7 builds 10.7's own engine rather than keeping 10.3's ...
+    assert reusable_engine(component, graph, later, old.profiles, None, version_compatible=True) is None
+    assert reusable_engine(component, graph, ORIN, old.profiles, None, version_compatible=True) == old
+    # ... which is then preferred, whatever the manifest order.
+    own = _engine(graph, later, compatible=True)
+    assert find_engine(dataclasses.replace(FULL, engines=(old, own)), graph, later) == own
+    assert select_backend(dataclasses.replace(FULL, engines=(old, own)), graph, later).engine == own
+    # A non-compatible engine of 10.3 does not run on 10.7.
+    assert find_engine(dataclasses.replace(FULL, engines=(_engine(graph, ORIN),)), graph, later) is None
 
 
 def test_engine_precisions_need_an_engine_for_every_role() -> None:

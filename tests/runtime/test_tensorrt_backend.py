@@ -13,12 +13,14 @@ allocated is freed. They say nothing about real TensorRT; ``test_tensorrt_gpu.py
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import enum
 import itertools
 import json
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,6 +107,7 @@ class FakeTensorRT:
 
     def __init__(self, cuda: FakeCuda) -> None:
         self.contexts: list[FakeContext] = []
+        self.runtimes: list[Any] = []
         module = types.ModuleType("tensorrt")
         data_type = enum.Enum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4, "UINT8": 5, "INT64": 8})
         io_mode = enum.Enum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
@@ -121,6 +124,8 @@ class FakeTensorRT:
             def __init__(self, logger: ILogger) -> None:
                 self.logger = logger
                 self.DLA_core = -1
+                self.engine_host_code_allowed = False
+                fake.runtimes.append(self)
 
             def deserialize_cuda_engine(self, data: bytes) -> FakeEngine | None:
                 if not data.startswith(b"{"):
@@ -338,6 +343,43 @@ def test_engine_built_for_another_device_is_refused(sim, engine_file: Path) -> N
     )
     with pytest.raises(errors.EngineMismatchError, match=pattern):
         TensorrtBackend(engine_file, engine=engine, graph=GRAPH, device=ORIN)
+
+
+def test_version_compatible_engine_runs_on_a_later_release_with_host_code_allowed(sim, engine_file: Path) -> None:
+    import hashlib
+
+    _, trt = sim
+    older = pk.DeviceKey(ORIN.gpu_name, ORIN.compute_capability, "10.2.0", "12.6")
+    digest = hashlib.sha256(engine_file.read_bytes()).hexdigest()
+    engine = pk.Engine(
+        graph="caption/step.onnx",
+        file=pk.FileRef("caption/engines/x/step.engine", digest, engine_file.stat().st_size),
+        device=older,
+        precision="fp32",
+        profiles=(),
+        build_time_s=1.0,
+        built_at="2026-01-01T00:00:00Z",
+        version_compatible=True,
+    )
+    with TensorrtBackend(engine_file, engine=engine, graph=GRAPH, device=ORIN) as backend:
+        out = backend.run({"x": np.ones((1, 2, 1, 4), np.float32), "past": np.zeros((1, 2, 0, 4), np.float32)})
+        np.testing.assert_allclose(out["y"], np.ones((1, 2, 4)))
+    assert trt.runtimes[-1].engine_host_code_allowed is True
+    # Without the flag the same engine is refused (TensorRT 10.2.0 != 10.3.0) and nothing runs.
+    with pytest.raises(errors.EngineMismatchError, match=r"TensorRT 10.2.0 != 10.3.0"):
+        TensorrtBackend(engine_file, engine=dataclasses.replace(engine, version_compatible=False), graph=GRAPH, device=ORIN)
+    # Host code is allowed only for the bytes the manifest names.
+    changed = dataclasses.replace(engine, file=dataclasses.replace(engine.file, sha256="f" * 64))
+    with pytest.raises(errors.PackIntegrityError, match=r"a version-compatible engine runs code from its file, so a changed file is refused"):
+        TensorrtBackend(engine_file, engine=changed, graph=GRAPH, device=ORIN)
+    # An ordinary engine never gets host code.
+    plain = dataclasses.replace(engine, device=ORIN, version_compatible=False)
+    TensorrtBackend(engine_file, engine=plain, graph=GRAPH, device=ORIN).close()
+    assert trt.runtimes[-1].engine_host_code_allowed is False
+    # A later TensorRT's version-compatible engine does not run on an earlier one.
+    newer = dataclasses.replace(engine, device=dataclasses.replace(ORIN, tensorrt_version="10.7.0"))
+    with pytest.raises(errors.EngineMismatchError, match=r"TensorRT 10.3.0 cannot run a version-compatible engine of TensorRT 10.7.0"):
+        TensorrtBackend(engine_file, engine=newer, graph=GRAPH, device=ORIN)
 
 
 def test_unloadable_engine_and_io_mismatch(sim, engine_file: Path, tmp_path: Path) -> None:

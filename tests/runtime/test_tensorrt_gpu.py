@@ -40,11 +40,13 @@ def _build(pack_dir: Path, **changes: object) -> pk.Pack:
     return pk.load(pack_dir)
 
 
-def test_linear_engine_matches_onnxruntime(tmp_path: Path, device: pk.DeviceKey) -> None:
-    pack = _build(build_pack(tmp_path / "pack"))
+@pytest.mark.parametrize("compatible", [False, True], ids=["plain", "version-compatible"])
+def test_linear_engine_matches_onnxruntime(tmp_path: Path, device: pk.DeviceKey, compatible: bool) -> None:
+    # version-compatible: the plan carries the lean runtime and loads with host code allowed
+    pack = _build(build_pack(tmp_path / "pack"), version_compatible=compatible)
     component = pack.component("caption")
     (engine,) = component.engines
-    assert engine.device == device and engine.precision == "fp32"
+    assert engine.device == device and engine.precision == "fp32" and engine.version_compatible == compatible
     graph = component.graph("encoder")
     backend = open_backend(pack, component, graph)
     assert isinstance(backend, TensorrtBackend)
@@ -52,8 +54,8 @@ def test_linear_engine_matches_onnxruntime(tmp_path: Path, device: pk.DeviceKey)
     expected = OrtBackend(pack.path_of(graph.file), OrtOptions(providers=("cpu",))).run({"x": x})["y"]
     np.testing.assert_allclose(backend.run({"x": x})["y"], expected, rtol=1e-3, atol=1e-4)
     # a second build keeps the engine; --force rebuilds it
-    assert _build(pack.path).component("caption").engines == component.engines
-    assert _build(pack.path, force=True).component("caption").engines[0].built_at >= engine.built_at
+    assert _build(pack.path, version_compatible=compatible).component("caption").engines == component.engines
+    assert _build(pack.path, version_compatible=compatible, force=True).component("caption").engines[0].built_at >= engine.built_at
 
 
 def _cache_pack(root: Path) -> pk.Pack:
@@ -93,3 +95,4 @@ def test_decoder_cache_stays_on_the_gpu(tmp_path: Path, device: pk.DeviceKey) ->
     backend.reorder_kept([1, 0])
     np.testing.assert_allclose(backend.fetch_kept("past"), cache[[1, 0]])
     backend.close()
+

@@ -33,7 +33,7 @@ def _tensorrt_installed() -> bool:
 
 @pytest.mark.skipif(_tensorrt_installed(), reason="TensorRT is installed here; this checks the message a machine without it gets")
 def test_build_without_tensorrt_is_one_line_saying_how_to_install(pack_dir: Path) -> None:
-    out = edgemm_cli("build", str(pack_dir))
+    out = edgemm_cli("build", str(pack_dir), "--version-compatible")
     assert out.returncode == 1
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
@@ -100,11 +100,12 @@ def test_info_shows_the_backend_each_engine_graph_gets(pack_dir: Path) -> None:
         profiles=(derive_profile(component, graph),),
         build_time_s=12.0,
         built_at="2026-01-01T00:00:00Z",
+        version_compatible=True,
     )
     pk.write_manifest(pack_dir, pack.manifest.with_component(dataclasses.replace(component, engines=(engine,))))
     out = edgemm_cli("info", str(pack_dir))
     assert out.returncode == 0, out.stderr
-    assert f"    {elsewhere.slug}  fp32  caption/engines/{elsewhere.slug}/encoder.engine  (from caption/encoder.onnx)" in out.stdout
+    assert f"    {elsewhere.slug}  fp32  caption/engines/{elsewhere.slug}/encoder.engine  (from caption/encoder.onnx, version-compatible)" in out.stdout
     assert "  backends   on this machine (--backend auto)" in out.stdout
     assert "    encoder[fp32/any]: onnxruntime (" in out.stdout
     forced = edgemm_cli("info", str(pack_dir), "--backend", "tensorrt", "--json")
