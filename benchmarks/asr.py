@@ -88,9 +88,7 @@ import functools
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -102,6 +100,9 @@ from typing import Any, cast
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _common.py is beside it
+
+from _common import child, cpu_seconds, log, others_share, peak_rss_mb, rss_mb, versions  # noqa: E402
 
 SAMPLE_RATE_HZ = 16000
 """Whisper's rate: the clips are read (and resampled if needed) at it."""
@@ -143,49 +144,6 @@ ctranslate2.converters.TransformersConverter(model, copy_files=["tokenizer.json"
 WhisperFeatureExtractor.from_pretrained(model, local_files_only=True).to_json_file(str(Path(out) / "preprocessor_config.json"))
 (Path(out) / "edgemm-source.json").write_text(json.dumps({"model": model}))
 """
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _rss_mb() -> float | None:
-    """This process's resident set size now, in MB (None where /proc is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _cpu_seconds() -> tuple[float, float] | None:
-    """(busy, busy + idle) CPU seconds of the whole machine since boot (None where /proc is missing)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = user + nice + system + irq + softirq + steal
-    return busy / tick, (busy + idle + iowait) / tick
-
-
-def _others_share(start: tuple[float, float] | None, self_start: float) -> float | None:
-    """The share of the machine's CPU time that other processes used since ``start``."""
-    end = _cpu_seconds()
-    if start is None or end is None or end[1] <= start[1]:
-        return None
-    times = os.times()
-    mine = times.user + times.system - self_start
-    return max(0.0, (end[0] - start[0] - mine) / (end[1] - start[1]))
-
-
-def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
-    scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
-    return resource.getrusage(who).ru_maxrss * scale
 
 
 # --- the samples -----------------------------------------------------------------------------------
@@ -419,17 +377,10 @@ def _clips(count: int) -> tuple[list[np.ndarray], list[str]]:
     except (ImportError, FileNotFoundError) as exc:
         from edgemm.compile.zero_shot import synthetic_audio
 
-        _log(f"no LibriVox clips ({exc}); using generated sounds")
+        log(f"no LibriVox clips ({exc}); using generated sounds")
         return synthetic_audio(count, SAMPLE_RATE_HZ, 5.0), [f"synthetic-{i}" for i in range(count)]
     finally:
         sys.path.remove(str(REPO))
-
-
-def _child(code: str, *args: str) -> None:
-    """Runs ``code`` in a fresh interpreter (its output goes to stderr); fails loudly."""
-    done = subprocess.run([sys.executable, "-c", code, *args], stdout=sys.stderr, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"child process failed with exit code {done.returncode}")
 
 
 def _prepare_pack(args: argparse.Namespace, workdir: Path) -> tuple[str, Path, dict[str, float]]:
@@ -448,21 +399,21 @@ def _prepare_pack(args: argparse.Namespace, workdir: Path) -> tuple[str, Path, d
             if not Path(source).is_dir():
                 raise SystemExit(f"--pack {pack_dir} was compiled from {source!r}, which is not a local directory; pass --model")
             model = source
-        _log(f"reusing pack {pack_dir} (checkpoint {model})")
+        log(f"reusing pack {pack_dir} (checkpoint {model})")
         return str(model), pack_dir, facts
     if model is None:
         builder, folder = _BUILDERS[args.model_size]
         model = str(workdir / folder)
         if not (Path(model) / "config.json").exists():
-            _log(f"building {builder} (released config, random weights) in {model}")
+            log(f"building {builder} (released config, random weights) in {model}")
             start = time.perf_counter()
-            _child(_BUILD, builder, model)
+            child(_BUILD, builder, model)
             facts["build_s"] = time.perf_counter() - start
     kind = f"static, calibrated on {args.calibration}" if args.calibration else "dynamic"
-    _log(f"compiling {model} -> {pack_dir} (fp32 + int8/cpu, {kind}) in a child process")
+    log(f"compiling {model} -> {pack_dir} (fp32 + int8/cpu, {kind}) in a child process")
     report = workdir / "compile-rss.json"
     start = time.perf_counter()
-    _child(_COMPILE, str(model), str(pack_dir), str(report), args.calibration or "", str(args.min_agreement))
+    child(_COMPILE, str(model), str(pack_dir), str(report), args.calibration or "", str(args.min_agreement))
     facts["compile_s"] = time.perf_counter() - start
     facts["compile_peak_rss_mb"] = json.loads(report.read_text())["peak_rss_kb"] / 1024
     return str(model), pack_dir, facts
@@ -488,11 +439,11 @@ def _faster_whisper(model: str, workdir: Path, facts: dict[str, float]) -> tuple
     out = workdir / "ctranslate2"
     marker = out / "edgemm-source.json"
     if marker.is_file() and json.loads(marker.read_text()).get("model") == model:
-        _log(f"reusing the CTranslate2 conversion {out}")
+        log(f"reusing the CTranslate2 conversion {out}")
     else:
-        _log(f"converting {model} -> {out} (CTranslate2, float32 weights) in a child process")
+        log(f"converting {model} -> {out} (CTranslate2, float32 weights) in a child process")
         start = time.perf_counter()
-        _child(_CONVERT, model, str(out))
+        child(_CONVERT, model, str(out))
         facts["ctranslate2_convert_s"] = time.perf_counter() - start
     return out, f"faster-whisper {faster_whisper.__version__}"
 
@@ -516,7 +467,7 @@ def measure(
                     raise SystemExit(f"{engine.name} generated {len(sample.tokens)} tokens on {name}, expected exactly {new_tokens}")
                 samples[engine.name][i].append(sample)
                 line.append(f"{engine.name} {sample.total_ms:.0f} ms")
-            _log(f"  repeat {repeat + 1}/{repeats} clip {name}: " + ", ".join(line))
+            log(f"  repeat {repeat + 1}/{repeats} clip {name}: " + ", ".join(line))
     return samples
 
 
@@ -612,18 +563,6 @@ def _table(results: Sequence[EngineResult]) -> str:
     return "\n".join(lines)
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata
-
-    out = {}
-    for dist in ("torch", "transformers", "onnxruntime", "numpy", "faster-whisper", "ctranslate2"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", help="a Whisper checkpoint directory (default: build --model-size)")
@@ -683,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "int8" in component.precisions("cpu"):
             factories.append(("pack int8", lambda: PackEngine(pack, "int8", args.threads, language, args.new_tokens)))
         else:
-            _log(f"{pack_dir} has no int8/cpu asr graphs: measuring fp32 only")
+            log(f"{pack_dir} has no int8/cpu asr graphs: measuring fp32 only")
         if converted is not None:
             for compute_type in ("float32", "int8"):
                 load_ct2 = functools.partial(FasterWhisperEngine, converted, compute_type, args.threads, prompt, eos)
@@ -691,18 +630,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         rss_added: dict[str, float | None] = {}
         engines: list[Engine] = []
         for label, factory in factories:
-            _log(f"loading and warming up {label}")
-            before = _rss_mb()
+            log(f"loading and warming up {label}")
+            before = rss_mb()
             engine = factory()
             for _ in range(args.warmup):
                 engine.run(clips[0], args.new_tokens)
-            after = _rss_mb()
+            after = rss_mb()
             rss_added[engine.name] = None if before is None or after is None else after - before
             engines.append(engine)
-        _log(f"timing {len(engines)} engines x {len(clips)} clips x {args.repeats} repeats, {args.new_tokens} new tokens each")
-        cpu_start, times = _cpu_seconds(), os.times()
+        log(f"timing {len(engines)} engines x {len(clips)} clips x {args.repeats} repeats, {args.new_tokens} new tokens each")
+        cpu_start, times = cpu_seconds(), os.times()
         samples = measure(engines, clips, names, args.new_tokens, args.repeats)
-        others = _others_share(cpu_start, times.user + times.system)
+        others = others_share(cpu_start, times.user + times.system)
         results = _summarise(engines, samples, durations_s, rss_added, args.new_tokens)
 
     setup = {
@@ -718,8 +657,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
         "faster_whisper": faster_whisper_status,
         "other_processes_cpu_share": others,
-        "versions": _versions(),
-        "peak_rss_mb": _peak_rss_mb(),
+        "versions": versions(("torch", "transformers", "onnxruntime", "numpy", "faster-whisper", "ctranslate2")),
+        "peak_rss_mb": peak_rss_mb(),
         **facts,
     }
     text = [

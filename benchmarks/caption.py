@@ -58,9 +58,7 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +70,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _common.py is beside it
+
+from _common import child, cpu_seconds, log, others_share, peak_rss_mb, rss_mb, versions  # noqa: E402
 
 PHOTOS = ("fruits.jpg", "baboon.jpg", "messi5.jpg", "HappyFish.jpg", "building.jpg", "home.jpg", "apple.jpg", "butterfly.jpg")
 """opencv-doc photos, in the order they are used."""
@@ -91,49 +92,6 @@ import sys
 from edgemm.compile.testing import blip_base
 blip_base(sys.argv[1])
 """
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _rss_mb() -> float | None:
-    """This process's resident set size now, in MB (None where /proc is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _cpu_seconds() -> tuple[float, float] | None:
-    """(busy, busy + idle) CPU seconds of the whole machine since boot (None where /proc is missing)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = user + nice + system + irq + softirq + steal
-    return busy / tick, (busy + idle + iowait) / tick
-
-
-def _others_share(start: tuple[float, float] | None, self_start: float) -> float | None:
-    """The share of the machine's CPU time that other processes used since ``start``."""
-    end = _cpu_seconds()
-    if start is None or end is None or end[1] <= start[1]:
-        return None
-    times = os.times()
-    mine = times.user + times.system - self_start
-    return max(0.0, (end[0] - start[0] - mine) / (end[1] - start[1]))
-
-
-def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
-    scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
-    return resource.getrusage(who).ru_maxrss * scale
 
 
 # --- the samples -----------------------------------------------------------------------------------
@@ -305,17 +263,10 @@ def _images(count: int) -> tuple[list[np.ndarray], list[str]]:
     except (ImportError, FileNotFoundError) as exc:
         from edgemm.compile.images import synthetic_images
 
-        _log(f"no test photos ({exc}); using generated images")
+        log(f"no test photos ({exc}); using generated images")
         return synthetic_images(count), [f"synthetic-{i}" for i in range(count)]
     finally:
         sys.path.remove(str(REPO))
-
-
-def _child(code: str, *args: str) -> None:
-    """Runs ``code`` in a fresh interpreter (its output goes to stderr); fails loudly."""
-    done = subprocess.run([sys.executable, "-c", code, *args], stdout=sys.stderr, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"child process failed with exit code {done.returncode}")
 
 
 def _prepare_pack(args: argparse.Namespace, workdir: Path) -> tuple[str, Path, dict[str, float]]:
@@ -331,19 +282,19 @@ def _prepare_pack(args: argparse.Namespace, workdir: Path) -> tuple[str, Path, d
             if not Path(source).is_dir():
                 raise SystemExit(f"--pack {pack_dir} was compiled from {source!r}, which is not a local directory; pass --model")
             model = source
-        _log(f"reusing pack {pack_dir} (checkpoint {model})")
+        log(f"reusing pack {pack_dir} (checkpoint {model})")
         return str(model), pack_dir, facts
     if model is None:
         model = str(workdir / "blip-base")
         if not (Path(model) / "config.json").exists():
-            _log(f"building blip_base (released config, random weights) in {model}")
+            log(f"building blip_base (released config, random weights) in {model}")
             start = time.perf_counter()
-            _child(_BUILD, model)
+            child(_BUILD, model)
             facts["build_s"] = time.perf_counter() - start
-    _log(f"compiling {model} -> {pack_dir} (fp32 + int8/cpu) in a child process")
+    log(f"compiling {model} -> {pack_dir} (fp32 + int8/cpu) in a child process")
     report = workdir / "compile-rss.json"
     start = time.perf_counter()
-    _child(_COMPILE, str(model), str(pack_dir), str(report))
+    child(_COMPILE, str(model), str(pack_dir), str(report))
     facts["compile_s"] = time.perf_counter() - start
     facts["compile_peak_rss_mb"] = json.loads(report.read_text())["peak_rss_kb"] / 1024
     return str(model), pack_dir, facts
@@ -401,7 +352,7 @@ def measure(
                 sample.prep_ms = prep_ms[engine.name][i]
                 samples[engine.name][i].append(sample)
                 line.append(f"{engine.name} {sample.total_ms:.0f} ms")
-            _log(f"  repeat {repeat + 1}/{repeats} {name}: " + ", ".join(line))
+            log(f"  repeat {repeat + 1}/{repeats} {name}: " + ", ".join(line))
     return samples
 
 
@@ -464,18 +415,6 @@ def _table(results: Sequence[EngineResult]) -> str:
     return "\n".join(lines)
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata
-
-    out = {}
-    for dist in ("torch", "transformers", "onnxruntime", "numpy"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", help="a BLIP checkpoint directory (default: build blip_base)")
@@ -514,20 +453,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "int8" in pack.components_for("caption")[0].precisions("cpu"):
             factories.append(("pack int8", lambda: PackEngine(pack, "int8", args.threads)))
         else:
-            _log(f"{pack_dir} has no int8/cpu caption graphs: measuring fp32 only")
+            log(f"{pack_dir} has no int8/cpu caption graphs: measuring fp32 only")
         for label, factory in factories:
-            _log(f"loading and warming up {label}")
-            before = _rss_mb()
+            log(f"loading and warming up {label}")
+            before = rss_mb()
             engine = factory()
             for _ in range(args.warmup):
                 engine.run(engine.prepare(images[0])[0], args.new_tokens)
-            after = _rss_mb()
+            after = rss_mb()
             rss_added[engine.name] = None if before is None or after is None else after - before
             engines.append(engine)
-        _log(f"timing {len(engines)} engines x {len(images)} images x {args.repeats} repeats, {args.new_tokens} new tokens each")
-        cpu_start, times = _cpu_seconds(), os.times()
+        log(f"timing {len(engines)} engines x {len(images)} images x {args.repeats} repeats, {args.new_tokens} new tokens each")
+        cpu_start, times = cpu_seconds(), os.times()
         samples = measure(engines, images, names, args.new_tokens, args.repeats)
-        others = _others_share(cpu_start, times.user + times.system)
+        others = others_share(cpu_start, times.user + times.system)
         results = _summarise(engines, samples, rss_added, args.new_tokens)
 
     setup = {
@@ -540,8 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
         "other_processes_cpu_share": others,
-        "versions": _versions(),
-        "peak_rss_mb": _peak_rss_mb(),
+        "versions": versions(("torch", "transformers", "onnxruntime", "numpy")),
+        "peak_rss_mb": peak_rss_mb(),
         **facts,
     }
     text = [
