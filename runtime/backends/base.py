@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import BackendError, InputError
 from ..onnx_graph import TensorSpec
 
-__all__ = ["Backend", "check_inputs"]
+__all__ = ["Backend", "check_call", "check_held", "check_inputs"]
 
 _NUMPY_DTYPES = {
     "float32",
@@ -142,3 +142,58 @@ def check_inputs(
                     )
         arrays[name] = np.ascontiguousarray(array)
     return arrays
+
+
+def check_call(
+    label: str,
+    what: str,
+    input_specs: Sequence[TensorSpec],
+    output_specs: Sequence[TensorSpec],
+    inputs: Mapping[str, Any],
+    outputs: Sequence[str] | None,
+    keep: Mapping[str, str] | None,
+    kept: Sequence[str],
+) -> tuple[dict[str, np.ndarray], list[str], list[str], dict[str, str]]:
+    """The checks every backend's :meth:`Backend.run` makes before running.
+
+    Args:
+        label: names the graph or engine in messages; ``what``: "graph" or "engine".
+        kept: the inputs the backend holds from earlier calls.
+
+    Returns:
+        (the inputs as contiguous arrays, the kept inputs this call uses, the outputs to return,
+        ``keep`` as a dict).
+
+    Raises:
+        InputError: see :func:`check_inputs`.
+        BackendError: ``keep`` names an unknown output or input, or ``outputs`` an unknown output.
+    """
+    kept_used = [name for name in kept if name not in inputs]
+    arrays = check_inputs(label, input_specs, inputs, kept_used)
+    output_names = [o.name for o in output_specs]
+    keep = dict(keep or {})
+    unknown = sorted(set(keep) - set(output_names))
+    if unknown:
+        raise BackendError(f"{label}: cannot keep {unknown}: the {what}'s outputs are {output_names}")
+    input_names = {i.name for i in input_specs}
+    bad_targets = sorted(set(keep.values()) - input_names)
+    if bad_targets:
+        raise BackendError(f"{label}: cannot feed kept outputs into {bad_targets}: the {what}'s inputs are {sorted(input_names)}")
+    wanted = list(outputs) if outputs is not None else [n for n in output_names if n not in keep]
+    missing = sorted(set(wanted) - set(output_names))
+    if missing:
+        raise BackendError(f"{label}: no output(s) {missing}; the {what}'s outputs are {output_names}")
+    return arrays, kept_used, wanted, keep
+
+
+def check_held(label: str, what: str, input_specs: Sequence[TensorSpec], inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The checks of a backend's ``hold``: known input names, then :func:`check_inputs` on them.
+
+    Raises:
+        InputError: an unknown input, or a wrong dtype, rank or fixed size.
+    """
+    specs = [s for s in input_specs if s.name in inputs]
+    unknown = sorted(set(inputs) - {s.name for s in specs})
+    if unknown:
+        raise InputError(f"{label}: cannot hold {unknown}: the {what}'s inputs are {sorted(s.name for s in input_specs)}")
+    return check_inputs(label, specs, inputs)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, DependencyMissingError, EdgemmError, InputError
 from ..onnx_graph import ELEMENT_TYPES, TensorSpec
-from .base import Backend, check_inputs
+from .base import Backend, check_call, check_held
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -281,11 +281,7 @@ class OrtBackend(Backend):
             InputError: an unknown input, or a wrong dtype, rank or fixed size.
         """
         ort = _ort()
-        specs = [s for s in self._inputs if s.name in inputs]
-        unknown = sorted(set(inputs) - {s.name for s in specs})
-        if unknown:
-            raise InputError(f"{self.path.name}: cannot hold {unknown}: the graph's inputs are {sorted(s.name for s in self._inputs)}")
-        arrays = check_inputs(self.path.name, specs, inputs)
+        arrays = check_held(self.path.name, "graph", self._inputs, inputs)
         for name, array in arrays.items():
             owned = np.array(array, copy=True)  # a CPU OrtValue reads this memory: never the caller's
             self._held[name] = ort.OrtValue.ortvalue_from_numpy(owned, self.device, 0)
@@ -344,22 +340,7 @@ class OrtBackend(Backend):
         keep: Mapping[str, str] | None = None,
     ) -> dict[str, np.ndarray]:
         label = str(self.path.name)
-        kept_available = [name for name in self.kept() if name not in inputs]
-        arrays = check_inputs(label, self._inputs, inputs, kept_available)
-        output_names = [o.name for o in self._outputs]
-        keep = dict(keep or {})
-        unknown = sorted(set(keep) - set(output_names))
-        if unknown:
-            raise BackendError(f"{label}: cannot keep {unknown}: the graph's outputs are {output_names}")
-        input_names = {i.name for i in self._inputs}
-        bad_targets = sorted(set(keep.values()) - input_names)
-        if bad_targets:
-            raise BackendError(f"{label}: cannot feed kept outputs into {bad_targets}: the graph's inputs are {sorted(input_names)}")
-        wanted = list(outputs) if outputs is not None else [n for n in output_names if n not in keep]
-        missing_out = sorted(set(wanted) - set(output_names))
-        if missing_out:
-            raise BackendError(f"{label}: no output(s) {missing_out}; the graph's outputs are {output_names}")
-
+        arrays, kept_available, wanted, keep = check_call(label, "graph", self._inputs, self._outputs, inputs, outputs, keep, self.kept())
         try:
             if not keep and not kept_available:
                 values = self._session.run(wanted, arrays)

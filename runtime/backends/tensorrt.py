@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..onnx_graph import TensorSpec
 from ..pack import DeviceKey, Engine, Graph
-from .base import Backend, check_inputs
+from .base import Backend, check_call, check_held
 from .cuda_memory import (
     CudaStream,
     DeviceBuffer,
@@ -373,8 +373,7 @@ class TensorrtBackend(Backend):
         Raises:
             InputError: an unknown input, or a wrong dtype, rank, fixed size or profile range.
         """
-        specs = [s for s in self._inputs if s.name in inputs]
-        arrays = check_inputs(self.path.name, specs, inputs)
+        arrays = check_held(self.path.name, "engine", self._inputs, inputs)
         for name, array in arrays.items():
             self._check_profile(name, tuple(array.shape))
             old = self._held.pop(name, None)
@@ -447,24 +446,10 @@ class TensorrtBackend(Backend):
         keep: Mapping[str, str] | None = None,
     ) -> dict[str, np.ndarray]:
         label = self.path.name
-        kept_available = [name for name in self.kept() if name not in inputs]
-        arrays = check_inputs(label, self._inputs, inputs, kept_available)
-        output_names = [o.name for o in self._outputs]
-        keep = dict(keep or {})
-        unknown = sorted(set(keep) - set(output_names))
-        if unknown:
-            raise BackendError(f"{label}: cannot keep {unknown}: the engine's outputs are {output_names}")
-        input_names = {i.name for i in self._inputs}
-        bad_targets = sorted(set(keep.values()) - input_names)
-        if bad_targets:
-            raise BackendError(f"{label}: cannot feed kept outputs into {bad_targets}: the engine's inputs are {sorted(input_names)}")
+        arrays, kept_available, wanted, keep = check_call(label, "engine", self._inputs, self._outputs, inputs, outputs, keep, self.kept())
         for source, target in keep.items():
             if self._dtypes[source] != self._dtypes[target]:
                 raise BackendError(f"{label}: cannot keep '{source}' ({self._dtypes[source]}) as '{target}' ({self._dtypes[target]})")
-        wanted = list(outputs) if outputs is not None else [n for n in output_names if n not in keep]
-        missing_out = sorted(set(wanted) - set(output_names))
-        if missing_out:
-            raise BackendError(f"{label}: no output(s) {missing_out}; the engine's outputs are {output_names}")
         try:
             return self._run(arrays, kept_available, wanted, keep)
         except EdgemmError:

@@ -300,7 +300,7 @@ def test_held_inputs_are_uploaded_once(sim, engine_file: Path) -> None:
         np.testing.assert_array_equal(backend.fetch_kept("x"), x[[0, 0]])
         backend.clear()
         assert backend.kept() == ()
-        with pytest.raises(errors.InputError, match=r"unknown input\(s\) \['z'\]"):
+        with pytest.raises(errors.InputError, match=r"cannot hold \['z'\]: the engine's inputs are \['past', 'x'\]"):
             backend.hold({"z": x})
 
 
