@@ -5,14 +5,17 @@ The scripts run as ``python benchmarks/NAME.py``, so Python finds this module be
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import resource
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["child", "cpu_seconds", "log", "others_share", "peak_rss_mb", "rss_mb", "versions"]
+__all__ = ["child", "cpu_seconds", "interleaved", "log", "others_share", "peak_rss_mb", "report", "rss_mb", "versions"]
 
 
 def log(message: str) -> None:
@@ -75,3 +78,37 @@ def versions(dists: Sequence[str]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
+
+
+def interleaved(
+    engines: Sequence[Any], names: Sequence[str], repeats: int, new_tokens: int, run: Callable[[Any, int], Any], what: str = ""
+) -> dict[str, list[list[Any]]]:
+    """Times every engine on every input ``repeats`` times, the engines in a rotating order (so a
+    busy neighbour slows all of them alike). ``run(engine, i)`` times input ``i`` and returns a
+    sample with ``tokens`` and ``total_ms``; every sample must hold exactly ``new_tokens`` tokens.
+    Returns engine name -> [input][repeat]."""
+    samples: dict[str, list[list[Any]]] = {e.name: [[] for _ in names] for e in engines}
+    for repeat in range(repeats):
+        for i, name in enumerate(names):
+            shift = (repeat * len(names) + i) % len(engines)
+            line = []
+            for engine in [*engines[shift:], *engines[:shift]]:
+                sample = run(engine, i)
+                if len(sample.tokens) != new_tokens:
+                    raise SystemExit(f"{engine.name} generated {len(sample.tokens)} tokens on {name}, expected exactly {new_tokens}")
+                samples[engine.name][i].append(sample)
+                line.append(f"{engine.name} {sample.total_ms:.0f} ms")
+            log(f"  repeat {repeat + 1}/{repeats} {what}{name}: " + ", ".join(line))
+    return samples
+
+
+def report(text: list[str], others: float | None, setup: dict[str, Any], results: Sequence[Any], as_json: bool) -> int:
+    """Prints the text report (to stderr when ``as_json``) with the contention line, then the JSON."""
+    if others is not None:
+        text.append(f"other processes used {others:.0%} of the machine's CPU time while timing")
+        if others > 0.1:
+            text.append("WARNING: the machine was shared; absolute times are inflated (transformers eager the most), rerun on a quiet machine")
+    print("\n".join(text), file=sys.stderr if as_json else sys.stdout, flush=True)
+    if as_json:
+        print(json.dumps({"setup": setup, "results": [dataclasses.asdict(r) for r in results]}, indent=2))
+    return 0

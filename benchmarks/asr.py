@@ -102,7 +102,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _common.py is beside it
 
-from _common import child, cpu_seconds, log, others_share, peak_rss_mb, rss_mb, versions  # noqa: E402
+from _common import child, cpu_seconds, interleaved, log, others_share, peak_rss_mb, report, rss_mb, versions  # noqa: E402
 
 SAMPLE_RATE_HZ = 16000
 """Whisper's rate: the clips are read (and resampled if needed) at it."""
@@ -455,20 +455,7 @@ def measure(
     engines: Sequence[Engine], clips: Sequence[np.ndarray], names: Sequence[str], new_tokens: int, repeats: int
 ) -> dict[str, list[list[Sample]]]:
     """Times every engine on every clip ``repeats`` times, interleaved. Returns name -> [clip][repeat]."""
-    samples: dict[str, list[list[Sample]]] = {e.name: [[] for _ in clips] for e in engines}
-    for repeat in range(repeats):
-        for i, name in enumerate(names):
-            shift = (repeat * len(names) + i) % len(engines)
-            order = [*engines[shift:], *engines[:shift]]
-            line = []
-            for engine in order:
-                sample = engine.run(clips[i], new_tokens)
-                if len(sample.tokens) != new_tokens:
-                    raise SystemExit(f"{engine.name} generated {len(sample.tokens)} tokens on {name}, expected exactly {new_tokens}")
-                samples[engine.name][i].append(sample)
-                line.append(f"{engine.name} {sample.total_ms:.0f} ms")
-            log(f"  repeat {repeat + 1}/{repeats} clip {name}: " + ", ".join(line))
-    return samples
+    return interleaved(engines, names, repeats, new_tokens, lambda engine, i: engine.run(clips[i], new_tokens), what="clip ")
 
 
 def _aggregate(per_clip: Sequence[Sequence[Sample]], durations_s: Sequence[float], new_tokens: int) -> dict[str, float | None]:
@@ -672,14 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if "compile_peak_rss_mb" in facts:
         text.append(f"compile (fp32 + int8/cpu, validation included): {facts['compile_s']:.0f} s, peak RSS {facts['compile_peak_rss_mb']:.0f} MB")
-    if others is not None:
-        text.append(f"other processes used {others:.0%} of the machine's CPU time while timing")
-        if others > 0.1:
-            text.append("WARNING: the machine was shared; absolute times are inflated (transformers eager the most), rerun on a quiet machine")
-    print("\n".join(text), file=sys.stderr if args.json else sys.stdout, flush=True)
-    if args.json:
-        print(json.dumps({"setup": setup, "results": [dataclasses.asdict(r) for r in results]}, indent=2))
-    return 0
+    return report(text, others, setup, results, args.json)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _common.py is beside it
 
-from _common import child, cpu_seconds, log, others_share, peak_rss_mb, rss_mb, versions  # noqa: E402
+from _common import child, cpu_seconds, interleaved, log, others_share, peak_rss_mb, report, rss_mb, versions  # noqa: E402
 
 PHOTOS = ("fruits.jpg", "baboon.jpg", "messi5.jpg", "HappyFish.jpg", "building.jpg", "home.jpg", "apple.jpg", "butterfly.jpg")
 """opencv-doc photos, in the order they are used."""
@@ -339,21 +339,13 @@ def measure(
         pairs = [engine.prepare(image) for image in images]
         prepared[engine.name] = [p for p, _ in pairs]
         prep_ms[engine.name] = [engine.prepare(image)[1] for image in images]  # the second call: warm
-    samples: dict[str, list[list[Sample]]] = {e.name: [[] for _ in images] for e in engines}
-    for repeat in range(repeats):
-        for i, name in enumerate(names):
-            shift = (repeat * len(names) + i) % len(engines)
-            order = [*engines[shift:], *engines[:shift]]
-            line = []
-            for engine in order:
-                sample = engine.run(prepared[engine.name][i], new_tokens)
-                if len(sample.tokens) != new_tokens:
-                    raise SystemExit(f"{engine.name} generated {len(sample.tokens)} tokens on {name}, expected exactly {new_tokens}")
-                sample.prep_ms = prep_ms[engine.name][i]
-                samples[engine.name][i].append(sample)
-                line.append(f"{engine.name} {sample.total_ms:.0f} ms")
-            log(f"  repeat {repeat + 1}/{repeats} {name}: " + ", ".join(line))
-    return samples
+
+    def run(engine: Engine, i: int) -> Sample:
+        sample = engine.run(prepared[engine.name][i], new_tokens)
+        sample.prep_ms = prep_ms[engine.name][i]
+        return sample
+
+    return interleaved(engines, names, repeats, new_tokens, run)
 
 
 def _summarise(
@@ -493,14 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if "compile_peak_rss_mb" in facts:
         text.append(f"compile (fp32 + int8/cpu): {facts['compile_s']:.0f} s, peak RSS {facts['compile_peak_rss_mb']:.0f} MB")
-    if others is not None:
-        text.append(f"other processes used {others:.0%} of the machine's CPU time while timing")
-        if others > 0.1:
-            text.append("WARNING: the machine was shared; absolute times are inflated (transformers eager the most), rerun on a quiet machine")
-    print("\n".join(text), file=sys.stderr if args.json else sys.stdout, flush=True)
-    if args.json:
-        print(json.dumps({"setup": setup, "results": [dataclasses.asdict(r) for r in results]}, indent=2))
-    return 0
+    return report(text, others, setup, results, args.json)
 
 
 if __name__ == "__main__":
