@@ -243,7 +243,7 @@ class OrtBackend(Backend):
         self._outputs = tuple(_spec_from_node_arg(a) for a in self._session.get_outputs())
         self._kept: dict[str, Any] = {}  # input name -> OrtValue (a previous call's output)
         self._held: dict[str, Any] = {}  # input name -> OrtValue (uploaded by hold())
-        self._held_arrays: list[np.ndarray] = []  # CPU OrtValues share these arrays' memory
+        self._held_arrays: dict[str, np.ndarray] = {}  # CPU OrtValues share these arrays' memory
         self._gathers: dict[tuple[str, int], Any] = {}
 
     def __repr__(self) -> str:
@@ -285,7 +285,7 @@ class OrtBackend(Backend):
         for name, array in arrays.items():
             owned = np.array(array, copy=True)  # a CPU OrtValue reads this memory: never the caller's
             self._held[name] = ort.OrtValue.ortvalue_from_numpy(owned, self.device, 0)
-            self._held_arrays.append(owned)
+            self._held_arrays[name] = owned  # a new hold of the name lets the old copy go
 
     def reorder_kept(self, rows: Sequence[int] | np.ndarray) -> None:
         """Reorders (and may repeat or drop) the batch rows of every kept and held tensor where it
